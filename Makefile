@@ -1,0 +1,56 @@
+# dialbridge — see README.md. `make demo` and `make test` are the two commands
+# that must work on a fresh machine.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/dialbridge
+PKGS     := ./...
+
+.PHONY: all build test race vet lint fuzz bench demo integration install clean help
+
+all: build
+
+help:
+	@echo "make build        build $(BIN)"
+	@echo "make test         vet + all tests with the race detector"
+	@echo "make demo         run everything on an embedded Redis and AMI simulator"
+	@echo "make bench        Go benchmarks of the hot paths"
+	@echo "make fuzz         fuzz the dial command parser for 30s"
+	@echo "make integration  tests against a real redis-server (installs it if missing)"
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dialbridge
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+lint: vet
+
+# The race detector is on for every test run: a data race is a bug.
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+race: test
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseCommand -fuzztime 30s ./bridge
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+
+demo: build
+	./$(BIN) demo
+
+integration:
+	./scripts/integration.sh
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/dialbridge
+	install -D -m 0640 configs/settings.yaml $(DESTDIR)/etc/dialbridge/settings.yaml
+	install -D -m 0644 scripts/dialbridge@.service $(DESTDIR)/etc/systemd/system/dialbridge@.service
+
+clean:
+	rm -rf bin

@@ -1,0 +1,79 @@
+package bridge
+
+import "time"
+
+// State is where a call is in its lifecycle; it is what the call's status
+// hash shows in its "state" field.
+type State string
+
+const (
+	StateAcked       State = "acked"       // ACK pushed, waiting for Multcall's confirmation
+	StateOriginating State = "originating" // confirmed; an Originate may have been written
+	StateAnswered    State = "answered"    // answered, waiting for the hangup
+	StateDone        State = "done"        // result pushed
+)
+
+// Call is one dial command in progress.
+type Call struct {
+	Cmd      *Command
+	Raw      []byte // exactly as claimed: the claimed list entry to remove when settling
+	Cell     string
+	Instance string
+	// Token is unique per claim. Begin stores it in the status hash so that
+	// a retried Begin (after a lost reply) recognises its own work instead
+	// of calling it a duplicate.
+	Token string
+
+	CallCode    string
+	State       State
+	Attempts    int
+	ChannelID   string // our ChannelId: the Uniqueid of our channel
+	Channel     string // the real channel name, once Asterisk reports it
+	ReceivedAt  time.Time
+	ConfirmedAt time.Time
+	DialedAt    time.Time
+	AnsweredAt  time.Time
+	EndedAt     time.Time
+}
+
+// Ack is the message pushed to the ack list.
+type Ack struct {
+	ID         string `json:"id"`
+	Cell       string `json:"cell"`
+	Instance   string `json:"instance"`
+	ReceivedAt string `json:"received_at"`
+}
+
+// Ack builds the ACK for this call.
+func (c *Call) Ack() Ack {
+	return Ack{ID: c.Cmd.ID, Cell: c.Cell, Instance: c.Instance, ReceivedAt: FormatTime(c.ReceivedAt)}
+}
+
+// Result builds a result with the call's identity and times filled in; the
+// caller sets status, reason, cause and error.
+func (c *Call) Result(status Status) *Result {
+	r := &Result{
+		Cell:        c.Cell,
+		Status:      status,
+		CallCode:    c.CallCode,
+		Uniqueid:    "",
+		Channel:     c.Channel,
+		Attempts:    c.Attempts,
+		ReceivedAt:  FormatTime(c.ReceivedAt),
+		ConfirmedAt: FormatTime(c.ConfirmedAt),
+		DialedAt:    FormatTime(c.DialedAt),
+		AnsweredAt:  FormatTime(c.AnsweredAt),
+		EndedAt:     FormatTime(c.EndedAt),
+		Instance:    c.Instance,
+	}
+	if c.Cmd != nil {
+		r.ID = c.Cmd.ID
+	}
+	if c.Attempts > 0 {
+		r.Uniqueid = c.ChannelID
+	}
+	if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() {
+		r.TalkMS = c.EndedAt.Sub(c.AnsweredAt).Milliseconds()
+	}
+	return r
+}

@@ -1,0 +1,297 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options of one cell's bridge.
+type Options struct {
+	Cell     string
+	Instance string
+	Threads  int // calls in progress at once, from claim to result
+
+	// Originate settings (contract section 1).
+	ChannelTemplate string // contains {number}
+	Context         string
+	Exten           string
+	Priority        int
+	RingTimeout     time.Duration // when the command sets no timeout_s
+	CallerID        string        // when the command sets no caller_id
+
+	Retries    int           // attempts in all at sending one Originate
+	ACKTimeout time.Duration // wait for Multcall's confirmation
+
+	// OutcomeGrace is how long past the ring timeout we wait for the
+	// OriginateResponse before calling the outcome unknown.
+	OutcomeGrace time.Duration
+	// HangupGrace is how long we wait for Hangup events (and their cause)
+	// once the outcome is known.
+	HangupGrace time.Duration
+	// RetryPause is the pause before another attempt after a refusal.
+	RetryPause time.Duration
+	// ShutdownGrace is how long Run lets calls in progress finish after
+	// its context ends; the rest stay claimed for recovery.
+	ShutdownGrace time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Threads < 1 {
+		o.Threads = 1
+	}
+	if o.Retries < 1 {
+		o.Retries = 1
+	}
+	if o.Priority < 1 {
+		o.Priority = 1
+	}
+	if o.RingTimeout <= 0 {
+		o.RingTimeout = 30 * time.Second
+	}
+	if o.ACKTimeout <= 0 {
+		o.ACKTimeout = 5 * time.Second
+	}
+	if o.OutcomeGrace <= 0 {
+		o.OutcomeGrace = 15 * time.Second
+	}
+	if o.HangupGrace <= 0 {
+		o.HangupGrace = 3 * time.Second
+	}
+	if o.RetryPause <= 0 {
+		o.RetryPause = 100 * time.Millisecond
+	}
+}
+
+// Notifier hears about answered calls; the call queue manager is fed by it.
+// Calls must not block for long: the call's goroutine makes them.
+type Notifier interface {
+	CallAnswered(ctx context.Context, id string)
+	CallEnded(ctx context.Context, id string)
+}
+
+// Cell runs the call path of one cell: it claims commands while AMI is up
+// and fewer than Threads calls are in progress, and drives each call from
+// claim to its one result.
+type Cell struct {
+	opt      Options
+	store    Store
+	confirms Confirmations
+	dialer   Dialer
+	notify   Notifier
+	log      zerolog.Logger
+
+	slots    chan struct{} // one token per call in progress
+	inFlight atomic.Int64
+	seq      atomic.Uint64
+	idBase   string // unique per process: prefix of ChannelIDs and ActionIDs
+
+	redisHealth health
+	claiming    atomic.Bool
+}
+
+// NewCell builds a cell runner. notify may be nil.
+func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, notify Notifier, log zerolog.Logger) *Cell {
+	opt.defaults()
+	return &Cell{
+		opt:      opt,
+		store:    store,
+		confirms: confirms,
+		dialer:   dialer,
+		notify:   notify,
+		log:      log,
+		slots:    make(chan struct{}, opt.Threads),
+		// Asterisk needs ChannelIds unique among live channels, across every
+		// daemon on the PBX: instance plus start time plus a sequence.
+		idBase:      "db-" + sanitizeID(opt.Instance) + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36),
+		redisHealth: health{name: "redis", log: log},
+	}
+}
+
+// InFlight is the number of calls in progress.
+func (c *Cell) InFlight() int { return int(c.inFlight.Load()) }
+
+// Claiming reports whether the cell is taking commands (AMI and Redis up,
+// not stopping): the daemon's readiness.
+func (c *Cell) Claiming() bool { return c.claiming.Load() }
+
+// Run claims and runs calls until ctx ends, then stops claiming, lets the
+// calls in progress finish for up to ShutdownGrace, and returns. Calls cut
+// off by the grace period are left in the claimed list: they are settled by
+// recovery, never dropped.
+func (c *Cell) Run(ctx context.Context) error {
+	// Calls run on their own context so that stopping claiming does not cut
+	// them off; it is cancelled only when the grace period is over.
+	callCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	var wg sync.WaitGroup
+
+	c.claimLoop(ctx, callCtx, &wg)
+	c.claiming.Store(false)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	n := c.InFlight()
+	if n > 0 {
+		c.log.Info().Int("in_flight", n).Dur("grace", c.opt.ShutdownGrace).Msg("stopping: waiting for calls in progress")
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(c.opt.ShutdownGrace):
+	}
+	left := c.InFlight()
+	c.log.Warn().Int("in_flight", left).Msg("grace period over: leaving calls in progress claimed for recovery")
+	hardStop()
+	<-done
+	return nil
+}
+
+func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
+	var backoff time.Duration
+	for {
+		// A slot first: threads bounds calls from claim to result.
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		// Nothing new is claimed while AMI is down: commands stay in Redis.
+		if !c.dialer.Ready() {
+			c.claiming.Store(false)
+			if err := c.dialer.WaitReady(ctx); err != nil {
+				<-c.slots
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			<-c.slots
+			return
+		}
+		c.claiming.Store(true)
+		// ClaimNext gets callCtx, not ctx: cancelling a BLMOVE mid-flight
+		// could lose the reply of a move Redis already made. It returns
+		// within about a second anyway.
+		raw, err := c.store.ClaimNext(callCtx)
+		if err != nil {
+			<-c.slots
+			if callCtx.Err() != nil {
+				return
+			}
+			c.claiming.Store(false)
+			c.redisHealth.down(err)
+			backoff = nextBackoff(backoff)
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		c.redisHealth.up()
+		if raw == nil {
+			<-c.slots
+			continue
+		}
+		c.inFlight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer func() {
+				c.inFlight.Add(-1)
+				<-c.slots
+				wg.Done()
+			}()
+			c.handle(callCtx, raw)
+		}()
+	}
+}
+
+// health logs a dependency's state changes once, not a line per retry.
+type health struct {
+	name string
+	log  zerolog.Logger
+	mu   sync.Mutex
+	bad  bool
+	errs int
+}
+
+func (h *health) down(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.errs++
+	if !h.bad {
+		h.bad = true
+		h.log.Error().Err(err).Str("dependency", h.name).Msg(h.name + " unavailable: retrying with backoff")
+	}
+}
+
+func (h *health) up() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bad {
+		h.bad = false
+		h.log.Info().Str("dependency", h.name).Int("failed_tries", h.errs).Msg(h.name + " available again")
+		h.errs = 0
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	const min, max = 50 * time.Millisecond, 2 * time.Second
+	if d < min {
+		return min
+	}
+	if d *= 2; d > max {
+		return max
+	}
+	return d
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// persist runs a Redis step until it succeeds or ctx ends. A call never gives
+// up on Redis: its result must reach Redis eventually (Redis outage), and
+// the steps are idempotent so a retry after a lost reply is safe.
+func (c *Cell) persist(ctx context.Context, what string, op func(context.Context) error) error {
+	var backoff time.Duration
+	for {
+		err := op(ctx)
+		if err == nil {
+			c.redisHealth.up()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		c.redisHealth.down(fmt.Errorf("%s: %w", what, err))
+		backoff = nextBackoff(backoff)
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
+		}
+	}
+}
+
+// sanitizeID keeps an id safe inside an AMI header value and an Asterisk
+// Uniqueid.
+func sanitizeID(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x80 && (isAlnum(byte(r)) || r == '.' || r == '_' || r == '-') {
+			return r
+		}
+		return '_'
+	}, s)
+}

@@ -1,0 +1,462 @@
+// Package config loads configs/settings.yaml into typed settings, applies the
+// contract's defaults and validates every field, so that a bad setting stops
+// the daemon at start with one line naming the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Settings is configs/settings.yaml.
+type Settings struct {
+	Log       Log       `yaml:"log"`
+	Redis     Redis     `yaml:"redis"`
+	AMI       AMI       `yaml:"ami"`
+	Timeouts  Timeouts  `yaml:"timeouts"`
+	Retries   int       `yaml:"retries"`
+	Originate Originate `yaml:"originate"`
+	Queues    []Queue   `yaml:"queues"`
+	ACD       ACD       `yaml:"acd"`
+	HTTP      HTTP      `yaml:"http"`
+
+	// Path is the file the settings were read from (not a YAML field).
+	Path string `yaml:"-"`
+}
+
+// Log is where and how the daemon logs.
+type Log struct {
+	Level    string `yaml:"level"`    // trace, debug, info, warn, error
+	Format   string `yaml:"format"`   // json or console
+	Location string `yaml:"location"` // file path, or "-" for stderr
+}
+
+// Redis is the connection to the Redis shared with Multcall.
+type Redis struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	TLS      bool   `yaml:"tls"`
+	Prefix   string `yaml:"prefix"`
+}
+
+// Addr is host:port.
+func (r Redis) Addr() string { return net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) }
+
+// AMI is the Asterisk Manager Interface login.
+type AMI struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Username string `yaml:"username"`
+	Secret   Secret `yaml:"secret"`
+	// Connections is how many AMI sessions send actions (events off); one
+	// more session receives the events. amigo allows one action in flight
+	// per session, so this bounds Originates in flight to Asterisk.
+	Connections int `yaml:"connections"`
+}
+
+// Addr is host:port.
+func (a AMI) Addr() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
+
+// Timeouts of the call path.
+type Timeouts struct {
+	CommandResponse Duration `yaml:"command_response"`
+	CommandACK      Duration `yaml:"command_ack"`
+	// ShutdownGrace is how long SIGTERM waits for calls in progress before
+	// leaving them claimed for recovery.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Originate says what Asterisk dials and where an answered call goes.
+type Originate struct {
+	Channel  string   `yaml:"channel"`
+	Context  string   `yaml:"context"`
+	Exten    string   `yaml:"exten"`
+	Priority int      `yaml:"priority"`
+	Timeout  Duration `yaml:"timeout"`
+	CallerID string   `yaml:"caller_id"`
+}
+
+// Queue is one cell this host may run.
+type Queue struct {
+	Name    string `yaml:"name"`
+	Threads int    `yaml:"threads"`
+}
+
+// Operator of the call queue manager.
+type Operator struct {
+	ID   string `yaml:"id"`
+	Tier string `yaml:"tier"`
+}
+
+// ACD is the call queue manager.
+type ACD struct {
+	Operators   []Operator `yaml:"operators"`
+	RingTimeout Duration   `yaml:"ring_timeout"`
+	Listen      string     `yaml:"listen"`
+}
+
+// HTTP is the optional HTTP(S) listener.
+type HTTP struct {
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Tiers in delivery order.
+var Tiers = []string{"operator", "supervisor", "director"}
+
+// Defaults returns the settings every field falls back to.
+func Defaults() Settings {
+	return Settings{
+		Log:      Log{Level: "debug", Format: "json", Location: "-"},
+		Redis:    Redis{Host: "127.0.0.1", Port: 6379, Prefix: "dialbridge"},
+		AMI:      AMI{Host: "127.0.0.1", Port: 5038, Connections: 2},
+		Timeouts: Timeouts{CommandResponse: Duration(5 * time.Second), CommandACK: Duration(5 * time.Second), ShutdownGrace: Duration(30 * time.Second)},
+		Retries:  3,
+		Originate: Originate{
+			Priority: 1,
+			Timeout:  Duration(30 * time.Second),
+		},
+		ACD: ACD{
+			Operators:   []Operator{{ID: "A", Tier: "operator"}, {ID: "B", Tier: "operator"}},
+			RingTimeout: Duration(10 * time.Second),
+			Listen:      "127.0.0.1:5678",
+		},
+	}
+}
+
+// Load reads and validates a settings file.
+func Load(path string) (*Settings, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	s, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("settings %s: %w", path, err)
+	}
+	s.Path = path
+	return s, nil
+}
+
+// Parse decodes YAML over the defaults and validates the result. Unknown
+// fields are errors: a misspelt field silently ignored is a bug in waiting.
+func Parse(data []byte) (*Settings, error) {
+	s := Defaults()
+	acdDefault := s.ACD.Operators
+	s.ACD.Operators = nil
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file is io.EOF: it decodes to the defaults (and then fails
+	// validation for the required fields, with their names).
+	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
+		return nil, nameFields(cleanYAMLError(err), data)
+	}
+	if s.ACD.Operators == nil {
+		s.ACD.Operators = acdDefault
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// nameFields rewrites yaml.v3's "line N: …" into "field.path (line N): …":
+// yaml reports type errors by line only, and the operator wants the field.
+func nameFields(err error, data []byte) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if _, ok := paths[n.Content[i+1].Line]; !ok || n.Content[i+1].Kind == yaml.ScalarNode {
+					paths[n.Content[i+1].Line] = p
+				}
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := paths[c.Line]; !ok {
+					paths[c.Line] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	re := regexp.MustCompile(`line (\d+):`)
+	msg := re.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		n, _ := strconv.Atoi(re.FindStringSubmatch(m)[1])
+		if p, ok := paths[n]; ok {
+			return p + " (line " + strconv.Itoa(n) + "):"
+		}
+		return m
+	})
+	return errors.New(msg)
+}
+
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	return errors.New(msg)
+}
+
+// FieldError names the field at fault.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks every field; the first problem found is returned.
+func (s *Settings) Validate() error {
+	switch s.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "must be trace, debug, info, warn or error, got %q", s.Log.Level)
+	}
+	switch s.Log.Format {
+	case "json", "console":
+	default:
+		return fieldErr("log.format", "must be json or console, got %q", s.Log.Format)
+	}
+	if s.Log.Location == "" {
+		return fieldErr("log.location", "must be a file path or - for stderr")
+	}
+	if s.Redis.Host == "" {
+		return fieldErr("redis.host", "is required")
+	}
+	if err := checkPort("redis.port", s.Redis.Port); err != nil {
+		return err
+	}
+	if s.Redis.DB < 0 || s.Redis.DB > 15 {
+		return fieldErr("redis.db", "must be 0-15, got %d", s.Redis.DB)
+	}
+	if s.Redis.Prefix == "" || strings.ContainsAny(s.Redis.Prefix, "{} \t\r\n") {
+		return fieldErr("redis.prefix", "must be non-empty without braces or spaces, got %q", s.Redis.Prefix)
+	}
+	if s.AMI.Host == "" {
+		return fieldErr("ami.host", "is required")
+	}
+	if err := checkPort("ami.port", s.AMI.Port); err != nil {
+		return err
+	}
+	if s.AMI.Username == "" {
+		return fieldErr("ami.username", "is required")
+	}
+	if s.AMI.Secret == "" {
+		return fieldErr("ami.secret", "is required")
+	}
+	if strings.ContainsAny(s.AMI.Username, "\r\n") || strings.ContainsAny(string(s.AMI.Secret), "\r\n") {
+		return fieldErr("ami.username", "username and secret may not contain line breaks")
+	}
+	if s.AMI.Connections < 1 || s.AMI.Connections > 64 {
+		return fieldErr("ami.connections", "must be 1-64, got %d", s.AMI.Connections)
+	}
+	if err := checkDuration("timeouts.command_response", s.Timeouts.CommandResponse, 100*time.Millisecond, 5*time.Minute); err != nil {
+		return err
+	}
+	if err := checkDuration("timeouts.command_ack", s.Timeouts.CommandACK, 100*time.Millisecond, 5*time.Minute); err != nil {
+		return err
+	}
+	if err := checkDuration("timeouts.shutdown_grace", s.Timeouts.ShutdownGrace, 0, time.Hour); err != nil {
+		return err
+	}
+	if s.Retries < 1 || s.Retries > 10 {
+		return fieldErr("retries", "must be 1-10 (the number of attempts in all), got %d", s.Retries)
+	}
+	if err := s.Originate.validate(); err != nil {
+		return err
+	}
+	if len(s.Queues) == 0 {
+		return fieldErr("queues", "is required: list the cells this host may run")
+	}
+	seen := map[string]bool{}
+	for i, q := range s.Queues {
+		f := fmt.Sprintf("queues[%d]", i)
+		if q.Name == "" {
+			return fieldErr(f+".name", "is required")
+		}
+		if !validName(q.Name) {
+			return fieldErr(f+".name", "may only contain A-Z a-z 0-9 . _ -, got %q", q.Name)
+		}
+		if seen[q.Name] {
+			return fieldErr(f+".name", "cell %q is listed twice", q.Name)
+		}
+		seen[q.Name] = true
+		if q.Threads < 1 || q.Threads > 100000 {
+			return fieldErr(f+".threads", "must be 1-100000, got %d", q.Threads)
+		}
+	}
+	if err := s.ACD.validate(); err != nil {
+		return err
+	}
+	if (s.HTTP.TLSCert == "") != (s.HTTP.TLSKey == "") {
+		return fieldErr("http.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	if s.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(s.HTTP.Listen); err != nil {
+			return fieldErr("http.listen", "must be host:port, got %q", s.HTTP.Listen)
+		}
+	}
+	return nil
+}
+
+func (o Originate) validate() error {
+	if o.Channel == "" {
+		return fieldErr("originate.channel", "is required, e.g. PJSIP/{number}@trunk")
+	}
+	if strings.Count(o.Channel, "{number}") != 1 {
+		return fieldErr("originate.channel", "must contain {number} exactly once, got %q", o.Channel)
+	}
+	if !strings.Contains(o.Channel, "/") {
+		return fieldErr("originate.channel", "must be TECH/data, e.g. PJSIP/{number}@trunk, got %q", o.Channel)
+	}
+	for name, v := range map[string]string{"originate.channel": o.Channel, "originate.context": o.Context, "originate.exten": o.Exten, "originate.caller_id": o.CallerID} {
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return fieldErr(name, "may not contain line breaks")
+		}
+	}
+	if o.Context == "" {
+		return fieldErr("originate.context", "is required")
+	}
+	if o.Exten == "" {
+		return fieldErr("originate.exten", "is required")
+	}
+	if o.Priority < 1 {
+		return fieldErr("originate.priority", "must be ≥ 1, got %d", o.Priority)
+	}
+	return checkDuration("originate.timeout", o.Timeout, time.Second, 5*time.Minute)
+}
+
+func (a ACD) validate() error {
+	if len(a.Operators) == 0 {
+		return fieldErr("acd.operators", "needs at least one operator")
+	}
+	seen := map[string]bool{}
+	for i, op := range a.Operators {
+		f := fmt.Sprintf("acd.operators[%d]", i)
+		if op.ID == "" || strings.ContainsAny(op.ID, " \t\r\n") {
+			return fieldErr(f+".id", "must be a non-empty word, got %q", op.ID)
+		}
+		if seen[op.ID] {
+			return fieldErr(f+".id", "operator %q is listed twice", op.ID)
+		}
+		seen[op.ID] = true
+		if op.Tier == "" {
+			a.Operators[i].Tier = "operator"
+			op.Tier = "operator"
+		}
+		ok := false
+		for _, t := range Tiers {
+			ok = ok || op.Tier == t
+		}
+		if !ok {
+			return fieldErr(f+".tier", "must be operator, supervisor or director, got %q", op.Tier)
+		}
+	}
+	if err := checkDuration("acd.ring_timeout", a.RingTimeout, 100*time.Millisecond, time.Hour); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return fieldErr("acd.listen", "must be host:port, got %q", a.Listen)
+	}
+	return nil
+}
+
+// Queue returns the settings of cell name, or an error naming the cells
+// this host may run.
+func (s *Settings) Queue(name string) (Queue, error) {
+	names := make([]string, 0, len(s.Queues))
+	for _, q := range s.Queues {
+		if q.Name == name {
+			return q, nil
+		}
+		names = append(names, q.Name)
+	}
+	return Queue{}, fmt.Errorf("cell %q is not in queues of %s (cells here: %s)", name, orDefault(s.Path, "settings"), strings.Join(names, ", "))
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func validName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '.' || b == '_' || b == '-') {
+			return false
+		}
+	}
+	return len(s) <= 64
+}
+
+func checkPort(field string, p int) error {
+	if p < 1 || p > 65535 {
+		return fieldErr(field, "must be 1-65535, got %d", p)
+	}
+	return nil
+}
+
+func checkDuration(field string, d Duration, min, max time.Duration) error {
+	if time.Duration(d) < min || time.Duration(d) > max {
+		return fieldErr(field, "must be between %s and %s, got %s", min, max, time.Duration(d))
+	}
+	return nil
+}
+
+// ParseOperators parses the --operators flag: "A,B" or "A:operator,S:supervisor".
+func ParseOperators(s string) ([]Operator, error) {
+	var ops []Operator
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, tier, _ := strings.Cut(part, ":")
+		if tier == "" {
+			tier = "operator"
+		}
+		ops = append(ops, Operator{ID: id, Tier: tier})
+	}
+	a := ACD{Operators: ops, RingTimeout: Duration(10 * time.Second), Listen: "127.0.0.1:5678"}
+	if err := a.validate(); err != nil {
+		return nil, fmt.Errorf("--operators: %w", err)
+	}
+	return ops, nil
+}

@@ -1,0 +1,154 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+ami: {username: u, secret: topsecret}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s}
+queues: [{name: "101", threads: 10}]
+`
+
+func TestShippedSettingsAreValid(t *testing.T) {
+	s, err := Load(filepath.Join("..", "configs", "settings.yaml"))
+	if err != nil {
+		t.Fatalf("configs/settings.yaml: %v", err)
+	}
+	if _, err := s.Queue("101"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"log.level", s.Log.Level, "debug"},
+		{"log.format", s.Log.Format, "json"},
+		{"log.location", s.Log.Location, "-"},
+		{"redis", s.Redis.Addr(), "127.0.0.1:6379"},
+		{"redis.prefix", s.Redis.Prefix, "dialbridge"},
+		{"ami", s.AMI.Addr(), "127.0.0.1:5038"},
+		{"command_response", s.Timeouts.CommandResponse.D(), 5 * time.Second},
+		{"command_ack", s.Timeouts.CommandACK.D(), 5 * time.Second},
+		{"retries", s.Retries, 3},
+		{"originate.timeout", s.Originate.Timeout.D(), 30 * time.Second},
+		{"originate.priority", s.Originate.Priority, 1},
+		{"acd.operators", fmt.Sprint(s.ACD.Operators), "[{A operator} {B operator}]"},
+		{"acd.ring_timeout", s.ACD.RingTimeout.D(), 10 * time.Second},
+		{"acd.listen", s.ACD.Listen, "127.0.0.1:5678"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestInvalidSettingsNameTheField(t *testing.T) {
+	tests := []struct {
+		name, yaml, field string
+	}{
+		{"empty file", ``, "ami.username"},
+		{"no secret", `ami: {username: u}`, "ami.secret"},
+		{"no channel", strings.Replace(minimal, `channel: "PJSIP/{number}@trunk", `, "", 1), "originate.channel"},
+		{"channel without number", strings.Replace(minimal, "{number}", "123", 1), "originate.channel"},
+		{"channel twice number", strings.Replace(minimal, "{number}@trunk", "{number}{number}", 1), "originate.channel"},
+		{"no queues", strings.Replace(minimal, `queues: [{name: "101", threads: 10}]`, "", 1), "queues"},
+		{"zero threads", strings.Replace(minimal, "threads: 10", "threads: 0", 1), "queues[0].threads"},
+		{"duplicate queue", strings.Replace(minimal, `[{name: "101", threads: 10}]`, `[{name: "101", threads: 1}, {name: "101", threads: 2}]`, 1), "queues[1].name"},
+		{"bad level", minimal + "log: {level: loud}", "log.level"},
+		{"bad format", minimal + "log: {format: xml}", "log.format"},
+		{"bad port", minimal + "redis: {port: 70000}", "redis.port"},
+		{"bare number duration", minimal + "timeouts: {command_ack: 5}", "not a duration"},
+		{"garbage duration", minimal + "timeouts: {command_response: soon}", "not a duration"},
+		{"zero retries", minimal + "retries: 0", "retries"},
+		{"unknown field", minimal + "retrys: 3", "retrys"},
+		{"bad tier", minimal + "acd: {operators: [{id: A, tier: boss}]}", "acd.operators[0].tier"},
+		{"duplicate operator", minimal + "acd: {operators: [{id: A}, {id: A}]}", "acd.operators[1].id"},
+		{"tls half", minimal + "http: {tls_cert: a.pem}", "http.tls_cert"},
+		{"wrong type", minimal + "retries: many", "retries"},
+		{"prefix with braces", minimal + "redis: {prefix: 'a{b}'}", "redis.prefix"},
+		{"secret with newline", strings.Replace(minimal, "secret: topsecret", `secret: "a\nAction: Logoff"`, 1), "ami.username"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("error %q does not name %q", err, tt.field)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			if strings.Contains(err.Error(), "topsecret") {
+				t.Fatalf("error leaks the secret: %q", err)
+			}
+		})
+	}
+}
+
+func TestUnknownCell(t *testing.T) {
+	s, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Queue("999")
+	if err == nil || !strings.Contains(err.Error(), `"999"`) || !strings.Contains(err.Error(), "101") {
+		t.Fatalf("want an error naming the cell and the cells here, got %v", err)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	s, err := Parse([]byte(minimal + "redis: {password: hunter2}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(s)
+	for _, out := range []string{fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), string(b)} {
+		if strings.Contains(out, "topsecret") || strings.Contains(out, "hunter2") {
+			t.Fatalf("secret printed: %s", out)
+		}
+	}
+	if s.AMI.Secret.Reveal() != "topsecret" || s.Redis.Password.Reveal() != "hunter2" {
+		t.Fatal("Reveal lost the secret")
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(p, []byte("queues: [oops"), 0o600)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "s.yaml") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+}
+
+func TestParseOperators(t *testing.T) {
+	ops, err := ParseOperators("A, B:supervisor,C:director")
+	if err != nil || fmt.Sprint(ops) != "[{A operator} {B supervisor} {C director}]" {
+		t.Fatalf("%v %v", ops, err)
+	}
+	for _, bad := range []string{"", "A,A", "A:king"} {
+		if _, err := ParseOperators(bad); err == nil {
+			t.Errorf("ParseOperators(%q) accepted", bad)
+		}
+	}
+}
