@@ -295,3 +295,6 @@ func sanitizeID(s string) string {
 		return '_'
 	}, s)
 }
+
+// Options returns the options in force (defaults applied).
+func (c *Cell) Options() Options { return c.opt }

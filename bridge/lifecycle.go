@@ -147,7 +147,7 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 			}
 		case errors.As(err, &refused):
 			lastErr = err
-			log.Warn().Int("attempt", call.Attempts).Str("message", refused.Message).Msg("originate refused")
+			log.Warn().Int("attempt", call.Attempts).Str("ami_message", refused.Message).Msg("originate refused")
 			if call.Attempts < c.opt.Retries {
 				c.count(ctx, "retries", 1)
 				if !sleepCtx(ctx, c.opt.RetryPause) {
@@ -331,8 +331,11 @@ func (c *Cell) finish(ctx context.Context, log zerolog.Logger, call *Call, r *Re
 	if r.Status == StatusFailed || r.Status == StatusUnknown {
 		ev = log.Warn()
 	}
-	ev.Str("status", string(r.Status)).Int("attempts", r.Attempts).Int("cause", r.Cause).
-		Int64("talk_ms", r.TalkMS).Str("error", r.Error).Msg("result")
+	ev = ev.Str("status", string(r.Status)).Int("attempts", r.Attempts).Int("cause", r.Cause).Int64("talk_ms", r.TalkMS)
+	if r.Error != "" {
+		ev = ev.Str("error", r.Error)
+	}
+	ev.Msg("result")
 }
 
 // bury settles a command that failed validation.

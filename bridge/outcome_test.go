@@ -54,7 +54,9 @@ func TestTrackerOrders(t *testing.T) {
 		}
 		return Event{Kind: EventOriginateResponse, At: at(ms), Reason: reason, Response: r, Channel: "Local/x@lab"}
 	}
-	nc := func(ms, leg int) Event { return Event{Kind: EventNewchannel, At: at(ms), Leg: leg, Channel: "Local/x@lab-1;" + string(rune('0'+leg))} }
+	nc := func(ms, leg int) Event {
+		return Event{Kind: EventNewchannel, At: at(ms), Leg: leg, Channel: "Local/x@lab-1;" + string(rune('0'+leg))}
+	}
 	up := func(ms, leg int) Event { return Event{Kind: EventUp, At: at(ms), Leg: leg} }
 	hu := func(ms, leg, cause int) Event {
 		return Event{Kind: EventHangup, At: at(ms), Leg: leg, Cause: cause, CauseText: "c"}

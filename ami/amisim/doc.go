@@ -1,0 +1,138 @@
+// Package amisim is an Asterisk Manager Interface (AMI) simulator: a TCP
+// server that speaks AMI the way a real Asterisk 22 does, used as the peer
+// of dialbridge's tests, benchmarks and demo. It needs no PBX.
+//
+// # Wire behaviour
+//
+// The text was matched against AMI captured from Asterisk 22.10.1 (see
+// shared/docs/ami-transcripts.txt): CRLF line endings, an empty line after
+// each message, headers in Asterisk's order, and the banner
+// "Asterisk Call Manager/11.0.0\r\n" written alone, first, with no empty
+// line after it (amigo reads it with a single 100-byte Read).
+//
+//   - Actions other than Login, Logoff and Challenge before a successful
+//     Login: "Response: Error", "Message: Permission denied".
+//   - Login with the wrong Username or Secret (or a wrong MD5 Key after
+//     Challenge): after Config.AuthDelay (default 1 s) "Response: Error",
+//     "Message: Authentication failed", then the server closes the
+//     connection. A good Login: "Response: Success", "Message:
+//     Authentication accepted", then the events FullyBooted (when the
+//     session's event mask has "system") and SuccessfulAuth (security,
+//     broadcast). A Login header "Events: off" (or any mask) sets the
+//     session's event mask. Not logged in after Config.AuthTimeout (30 s):
+//     closed.
+//   - Ping: "Ping: Pong" and "Timestamp: <unix>.<micro>". Logoff: "Response:
+//     Goodbye", "Message: Thanks for all the fish.", then close.
+//   - Events with EventMask on|off|<classes>|<number>: "Events: On" or
+//     "Events: Off"; events reach a session only when its mask covers their
+//     class (call events: "call"; Login's FullyBooted: "system"). An empty
+//     mask: "Invalid event mask".
+//   - Unknown action: "Message: Invalid/unknown command: X. Use Action:
+//     ListCommands to show available commands." (Asterisk's full text).
+//     A message without Action: "Missing action in request".
+//   - A line longer than 1,022 bytes (1,024 with CRLF) makes Asterisk
+//     discard the whole message without any answer; so does the simulator.
+//     More than 128 lines: "Too many lines in message or allocation failure".
+//   - CoreSettings, CoreStatus, CoreShowChannels (an EventList of
+//     CoreShowChannel then CoreShowChannelsComplete with ListItems), Status
+//     (an EventList of Status then StatusComplete; "Channel:" picks one
+//     channel by name or uniqueid, else "No such channel") and Hangup (exact
+//     channel name, uniqueid, or /regex/; "Cause:") answer like Asterisk.
+//
+// Every response echoes the action's ActionID (the first one). Header names
+// are case-insensitive on input, header order is free, unknown headers
+// (amigo's AmigoConnID) are ignored.
+//
+// # Originate
+//
+// "Channel not specified", "Invalid priority", "Invalid timeout", "Invalid
+// channel" (no "/"), and an over-long ChannelId are refused with Response:
+// Error, as in Asterisk. Otherwise the number (the part of Channel between
+// "/" and the first "@") picks a Rule (first match wins, no match: answer at
+// once, hang up at once). With "Async: true" the Response ("Originate
+// successfully queued") comes at once and the call is then played as a
+// Local-style pair of channels "<Channel>-<8 hex seq>;1" and ";2":
+//
+//	answer        Newchannel ;1 ;2, [Newstate ;1 Ringing, RingFor], Newstate Up ×2,
+//	              OriginateResponse Success Reason 4 (Channel ;1, Uniqueid ;1),
+//	              after TalkFor Hangup ;2 and ;1 cause 16 "Normal Clearing"
+//	busy          Newstate ;2 Busy, OriginateResponse Failure 5, Hangup ;1 cause 0, ;2 cause 17
+//	congestion    Newstate ;2 Busy, Hangup ;1 cause 0, ;2 cause 34, OriginateResponse Failure 8
+//	noanswer      Newstate ;1 Ringing; after the Originate's Timeout (ms, default 30000)
+//	              OriginateResponse Failure 3, Hangup ;1 and ;2 cause 19
+//	hangup        Hangup ;2 cause N, OriginateResponse Failure 0, Hangup ;1 cause N
+//	failed        OriginateResponse Failure 0 and no channel event at all (also what
+//	              any unknown channel technology, e.g. "Foo/bar", gets)
+//	doesnotexist  both legs created and hung up at once with cause 0, Reason 0
+//	refuse        Response: Error with Rule.Message (default "Originate failed"), no call
+//	noresponse    no Response ever (with Rule.PlayCall the call is played anyway, as an
+//	              answered call with the rule's RingFor/TalkFor)
+//	drop          the connection is closed on receipt (with PlayCall the call is started
+//	              first, as an answered call; its events go to the other sessions)
+//
+// A RingFor at least as long as the Timeout makes any outcome a noanswer,
+// as in Asterisk. On failure the OriginateResponse's Channel is the dial
+// string and its Uniqueid the ChannelId, or "<unknown>". ChannelId sets the
+// ;1 leg's Uniqueid and Linkedid, ;2 gets OtherChannelId or "<ChannelId>;2";
+// without them ids are "<unix>.<seq>". CallerIDNum/CallerIDName come from
+// the CallerID header (`"Name" <num>`), "<unknown>" when absent. An AMI
+// Hangup of a ringing call ends it with OriginateResponse Failure Reason 1.
+//
+// Events are broadcast like Asterisk's manager_event: every logged-in
+// session whose mask covers "call" gets every call's events, the
+// OriginateResponse included (with the originating action's ActionID), so
+// a client may originate on one connection with events off and listen on
+// another.
+//
+// Without "Async: true" the session blocks until the outcome: "Response:
+// Success" ("Originate successfully queued") when answered, "Response:
+// Error", "Message: Originate failed" otherwise, no OriginateResponse; the
+// session's events are held meanwhile and follow the Response, as in
+// Asterisk.
+//
+// Slow responses: Rule.ResponseDelay delays the Response, and the session
+// handles nothing else meanwhile (Asterisk's session thread processes a
+// session's actions one at a time); the call starts when the Response is
+// sent. Other sessions are not affected.
+//
+// Ordering: by default the events of a call come in the orders seen in the
+// transcripts. Config.ShuffleSeed != 0 moves each OriginateResponse, with a
+// seeded generator, to a random place among the channel events of the same
+// instant (never before the ;1 Newchannel), so clients meet both orders.
+//
+// # Slow readers
+//
+// Each session has its own writer goroutine and outbound queue, so a slow
+// client never blocks the simulator or the other clients. A session is
+// dropped (its connection closed, Stats.SessionsDropped counted) when more
+// than Config.MaxQueue messages wait (default 100,000) or when its socket
+// accepts nothing for Config.WriteTimeout (default 100 ms, Asterisk's
+// writetimeout).
+//
+// # Rule syntax (ParseRules)
+//
+// Rules are separated by ";" and tried in order. Each rule is
+//
+//	[MATCH:]OUTCOME[,OPTION=VALUE...]
+//
+// MATCH is "prefix=DIGITS", "suffix=DIGITS", both joined by "," (e.g.
+// "prefix=55,suffix=1"), or "*"/"any"; without a MATCH the rule matches
+// every number. OUTCOME is one of answer, busy, congestion, noanswer,
+// hangup, failed, doesnotexist, refuse, noresponse, drop (aliases: answered,
+// congest, no_answer, fail, refused, no_response). OPTIONs:
+//
+//	ring=DUR     Rule.RingFor (time before the outcome)
+//	talk=DUR     Rule.TalkFor (answered calls; "forever" or -1: never hang up)
+//	cause=N      Rule.Cause (hangup outcome; 0-127)
+//	delay=DUR    Rule.ResponseDelay
+//	play[=BOOL]  Rule.PlayCall (noresponse, drop)
+//	message=TXT  Rule.Message (refuse); must come last, may contain commas
+//
+// DUR is a Go duration ("1.5s", "200ms") or a bare number of milliseconds.
+// Example:
+//
+//	suffix=1:busy;suffix=2:noanswer;prefix=999:refuse,message=Originate failed;
+//	suffix=3:answer,ring=1s,talk=2s;suffix=4:hangup,cause=21;answer
+//
+// DefaultMix is the demo's table keyed on the last digit.
+package amisim

@@ -1,0 +1,27 @@
+package redisq
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// goRedisLogger sends go-redis' own log lines (pool dial failures, blocking
+// timeouts rounded up, …) to zerolog, one event per line.
+type goRedisLogger struct{ log zerolog.Logger }
+
+func (l goRedisLogger) Printf(_ context.Context, format string, v ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	msg = strings.TrimPrefix(msg, "redis: ")
+	l.log.Warn().Str("component", "go-redis").Msg(msg)
+}
+
+// SetClientLogger routes go-redis' internal log lines, which otherwise go
+// to stderr in their own format, to log at warn level. go-redis has one
+// logger per process: call it once, at start.
+func SetClientLogger(log zerolog.Logger) {
+	redis.SetLogger(goRedisLogger{log: log})
+}

@@ -1,0 +1,156 @@
+package redisq
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts. Rules they all follow, so they behave the same on Redis 7
+// and miniredis and stay legal on Redis Cluster:
+//   - no blocking commands, no KEYS/SCAN;
+//   - every key is in KEYS, except the private confirm list the forward
+//     script derives from KEYS[2] (same hash tag, hence same slot);
+//   - each is safe to run twice with the same arguments (go-redis retries a
+//     command whose reply was lost, and so does bridge's persist loop).
+//
+// redis.call returns false for a nil reply, so "HGET … == 'x'" is false for a
+// missing key or field.
+
+// beginScript records a new call: status hash + ACK + counter, atomically,
+// unless the call hash already exists.
+//
+//	KEYS[1] call:<id>   KEYS[2] ack   KEYS[3] stats
+//	ARGV[1] claim token (may be "")   ARGV[2] ACK JSON   ARGV[3] safety TTL (s)
+//	ARGV[4…] field, value, … for the hash (includes token)
+//
+// Returns 0 created, 1 duplicate (nothing changed), 2 already created by this
+// very claim (same token: a retry after a lost reply; nothing changed).
+var beginScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+    return 2
+  end
+  return 1
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'claimed', 1)
+return 0
+`)
+
+// markScript updates a call hash in progress (MarkDialing, MarkAnswered).
+//
+//	KEYS[1] call:<id>   KEYS[2] stats
+//	ARGV[1] counter to add 1 to when the state changes ("" = none)
+//	ARGV[2] safety TTL (s), applied only when the hash has no TTL
+//	ARGV[3] "state"   ARGV[4] new state   ARGV[5…] more field, value pairs
+//
+// A hash whose state is already "done" (settled, possibly by another
+// instance's recovery) is left alone: returns 0. Otherwise returns 1. The
+// counter moves only on a state change, so a retry or a second attempt of
+// the same call does not count twice.
+var markScript = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[1], 'state')
+if prev == 'done' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[1] ~= '' and prev ~= ARGV[4] then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
+// finishScript settles a command: removes it from the claimed list, pushes
+// its result, updates the call hash and counts, atomically.
+//
+//	KEYS[1] claimed:<inst>   KEYS[2] results   KEYS[3] call:<id>   KEYS[4] stats
+//	KEYS[5] (optional) settled:<nonce> marker of this settle operation
+//	ARGV[1] raw   ARGV[2] result JSON   ARGV[3] status   ARGV[4] "1" if the
+//	status owns the call hash   ARGV[5] hash TTL (s)   ARGV[6] marker TTL (s)
+//	ARGV[7…] field, value, … for the hash
+//
+// Returns 1 settled, 0 already settled (nothing changed):
+//   - the marker exists: this very operation already ran (lost reply);
+//   - the status owns the hash and the hash already says "done": the call
+//     was settled (by us, or by recovery) — the claimed list is not touched,
+//     so an identical copy of raw claimed by a duplicate stays for its own
+//     Finish;
+//   - raw is not in the claimed list.
+var finishScript = redis.NewScript(`
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+local owns = ARGV[4] == '1'
+if owns and redis.call('HGET', KEYS[3], 'state') == 'done' then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+if owns then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+redis.call('HINCRBY', KEYS[4], 'results', 1)
+if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[6]) end
+return 1
+`)
+
+// buryScript settles a command that could not be parsed.
+//
+//	KEYS[1] claimed:<inst>   KEYS[2] dead   KEYS[3] results   KEYS[4] stats
+//	KEYS[5] (optional) settled:<nonce> marker
+//	ARGV[1] raw   ARGV[2] dead entry JSON   ARGV[3] result JSON or ""
+//	ARGV[4] result status (counter name)   ARGV[5] marker TTL (s)
+//
+// Returns 1 settled, 0 already settled (nothing changed).
+var buryScript = redis.NewScript(`
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'dead', 1)
+if ARGV[3] ~= '' then
+  redis.call('LPUSH', KEYS[3], ARGV[3])
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  redis.call('HINCRBY', KEYS[4], 'results', 1)
+end
+if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[5]) end
+return 1
+`)
+
+// forwardScript handles a confirmation for an id no local call waits for:
+// when another instance of the cell owns the call and still waits for its
+// confirmation, the message goes to that instance's private confirm list.
+//
+//	KEYS[1] call:<id>   KEYS[2] confirm (the private list is KEYS[2]..':'..owner)
+//	KEYS[3] stats
+//	ARGV[1] my instance   ARGV[2] raw message   ARGV[3] private list TTL (ms)
+//
+// Returns the owner's instance name when forwarded, "" when unknown (counted
+// as confirm_unknown). The private list gets a TTL so that one left behind by
+// a dead instance disappears.
+var forwardScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'state', 'instance')
+local owner = v[2]
+if v[1] == 'acked' and owner and owner ~= '' and owner ~= ARGV[1] then
+  local dest = KEYS[2] .. ':' .. owner
+  redis.call('LPUSH', dest, ARGV[2])
+  redis.call('PEXPIRE', dest, ARGV[3])
+  redis.call('HINCRBY', KEYS[3], 'confirm_forwarded', 1)
+  return owner
+end
+redis.call('HINCRBY', KEYS[3], 'confirm_unknown', 1)
+return ''
+`)
+
+// pruneScript removes an instance from the cell's instance set once nothing
+// of it is left: no heartbeat (dead, or exited) and an empty claimed list
+// (nothing to recover).
+//
+//	KEYS[1] instances   KEYS[2] instance:<inst>   KEYS[3] claimed:<inst>
+//	ARGV[1] inst
+//
+// Returns 1 when removed, 0 when kept.
+var pruneScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('LLEN', KEYS[3]) == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`)
