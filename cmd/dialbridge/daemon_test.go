@@ -35,7 +35,7 @@ const testCell = "101"
 
 type harness struct {
 	t     *testing.T
-	mr    *miniredis.Miniredis
+	addr  string // Redis under test
 	sim   *amisim.Server
 	rdb   *redis.Client
 	mc    *multcallsim.Sim
@@ -77,7 +77,7 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 	if hc.threads == 0 {
 		hc.threads = 50
 	}
-	h := &harness{t: t, mr: miniredis.RunT(t)}
+	h := &harness{t: t, addr: testRedis(t)}
 	rules, err := amisim.ParseRules(hc.rules)
 	if err != nil {
 		t.Fatalf("rules: %v", err)
@@ -87,11 +87,12 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.sim.Close() })
-	h.s = testSettings(t, h.mr.Addr(), h.sim.Port(), hc.threads)
+	h.s = testSettings(t, h.addr, h.sim.Port(), hc.threads)
+	h.s.Redis.Prefix = testPrefix(t)
 	if hc.tweak != nil {
 		hc.tweak(h.s)
 	}
-	h.rdb = redis.NewClient(&redis.Options{Addr: h.mr.Addr()})
+	h.rdb = redis.NewClient(&redis.Options{Addr: h.addr})
 	t.Cleanup(func() { h.rdb.Close() })
 	h.mc = multcallsim.New(h.rdb, h.s.Redis.Prefix, testCell, hc.mcOpt)
 	mcCtx, mcStop := context.WithCancel(context.Background())
@@ -139,6 +140,32 @@ func (h *harness) shutdown(bound time.Duration) error {
 	}
 }
 
+// testRedis is the Redis the end-to-end tests run on: a real redis-server
+// when DIALBRIDGE_TEST_REDIS is set (the integration tier), else miniredis.
+func testRedis(t *testing.T) string {
+	if addr := os.Getenv("DIALBRIDGE_TEST_REDIS"); addr != "" {
+		return addr
+	}
+	return miniredis.RunT(t).Addr()
+}
+
+// testPrefix keeps tests sharing one real Redis apart.
+func testPrefix(t *testing.T) string {
+	return "t" + strconv.FormatInt(time.Now().UnixNano(), 36) + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+}
+
+func (h *harness) hget(key, field string) string {
+	return h.rdb.HGet(context.Background(), key, field).Val()
+}
+
+func (h *harness) list(key string) []string {
+	return h.rdb.LRange(context.Background(), key, 0, -1).Val()
+}
+
+func (h *harness) exists(key string) bool {
+	return h.rdb.Exists(context.Background(), key).Val() == 1
+}
+
 func (h *harness) push(cmds ...string) {
 	h.t.Helper()
 	raw := make([][]byte, len(cmds))
@@ -173,8 +200,7 @@ func (h *harness) results(n int, within time.Duration) map[string][]bridge.Resul
 func (h *harness) quiet(wait time.Duration) {
 	h.t.Helper()
 	time.Sleep(wait)
-	if n := h.mr.Exists(h.mc.Keys().Results()); n {
-		l, _ := h.mr.List(h.mc.Keys().Results())
+	if l := h.list(h.mc.Keys().Results()); len(l) > 0 {
 		h.t.Fatalf("unexpected extra results: %v", l)
 	}
 }
@@ -272,7 +298,7 @@ func TestEveryStatus(t *testing.T) {
 	if got[""] != nil {
 		t.Errorf("a result without id was pushed: %+v", got[""])
 	}
-	dead, _ := h.mr.List(h.mc.Keys().Dead())
+	dead := h.list(h.mc.Keys().Dead())
 	if len(dead) != 2 {
 		t.Errorf("dead list has %d entries, want 2 (badnum, not json): %v", len(dead), dead)
 	}
@@ -307,7 +333,7 @@ func TestEveryStatus(t *testing.T) {
 	if n := h.claimedLeft(); n != 0 {
 		t.Errorf("%d commands left claimed", n)
 	}
-	ttl := h.mr.TTL(h.mc.Keys().Call("ans"))
+	ttl := h.rdb.TTL(context.Background(), h.mc.Keys().Call("ans")).Val()
 	if ttl < 23*time.Hour || ttl > 24*time.Hour {
 		t.Errorf("call hash TTL %s, want 24h", ttl)
 	}
@@ -316,11 +342,10 @@ func TestEveryStatus(t *testing.T) {
 
 func (h *harness) claimedLeft() int {
 	n := 0
-	for _, k := range h.mr.Keys() {
-		if strings.Contains(k, ":claimed:") {
-			l, _ := h.mr.List(k)
-			n += len(l)
-		}
+	ctx := context.Background()
+	iter := h.rdb.Scan(ctx, 0, h.mc.Keys().ClaimedPattern(), 100).Iterator()
+	for iter.Next(ctx) {
+		n += int(h.rdb.LLen(ctx, iter.Val()).Val())
 	}
 	return n
 }
@@ -334,17 +359,17 @@ func TestCallStatusHashFollowsTheCall(t *testing.T) {
 	})
 	h.push(cmd("c1", "5511999990000"))
 	key := h.mc.Keys().Call("c1")
-	waitFor(t, 5*time.Second, "state acked", func() bool { return h.mr.HGet(key, "state") == "acked" })
-	waitFor(t, 5*time.Second, "state answered", func() bool { return h.mr.HGet(key, "state") == "answered" })
-	if h.mr.HGet(key, "call_code") != "987654" || h.mr.HGet(key, "attempts") != "1" || h.mr.HGet(key, "dialed_at") == "" || h.mr.HGet(key, "answered_at") == "" {
+	waitFor(t, 5*time.Second, "state acked", func() bool { return h.hget(key, "state") == "acked" })
+	waitFor(t, 5*time.Second, "state answered", func() bool { return h.hget(key, "state") == "answered" })
+	if h.hget(key, "call_code") != "987654" || h.hget(key, "attempts") != "1" || h.hget(key, "dialed_at") == "" || h.hget(key, "answered_at") == "" {
 		t.Fatalf("hash while answered: %v", h.rdb.HGetAll(context.Background(), key).Val())
 	}
 	rs := h.results(1, 10*time.Second)
 	if r := rs["c1"]; len(r) != 1 || r[0].Status != bridge.StatusAnswered || r[0].CallCode != "987654" || r[0].TalkMS < 1400 {
 		t.Fatalf("result: %+v", r)
 	}
-	if h.mr.HGet(key, "state") != "done" || h.mr.HGet(key, "status") != "answered" || h.mr.HGet(key, "result") == "" {
-		t.Fatalf("final hash state=%q status=%q", h.mr.HGet(key, "state"), h.mr.HGet(key, "status"))
+	if h.hget(key, "state") != "done" || h.hget(key, "status") != "answered" || h.hget(key, "result") == "" {
+		t.Fatalf("final hash state=%q status=%q", h.hget(key, "state"), h.hget(key, "status"))
 	}
 }
 
@@ -504,7 +529,7 @@ func TestGracefulStop(t *testing.T) {
 	t.Run("drains", func(t *testing.T) {
 		h := newHarness(t, harnessConfig{rules: "answer,ring=5ms,talk=700ms"})
 		h.push(cmd("g1", "100"))
-		waitFor(t, 5*time.Second, "answered", func() bool { return h.mr.HGet(h.mc.Keys().Call("g1"), "state") == "answered" })
+		waitFor(t, 5*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g1"), "state") == "answered" })
 		h.push(cmd("g2", "101")) // arrives after the stop: must stay in dial
 		start := time.Now()
 		if err := h.shutdown(10 * time.Second); err != nil {
@@ -527,7 +552,7 @@ func TestGracefulStop(t *testing.T) {
 			tweak: func(s *config.Settings) { s.Timeouts.ShutdownGrace = config.Duration(300 * time.Millisecond) },
 		})
 		h.push(cmd("g3", "100"))
-		waitFor(t, 5*time.Second, "answered", func() bool { return h.mr.HGet(h.mc.Keys().Call("g3"), "state") == "answered" })
+		waitFor(t, 5*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g3"), "state") == "answered" })
 		start := time.Now()
 		h.shutdown(10 * time.Second)
 		if el := time.Since(start); el > 3*time.Second {
@@ -536,10 +561,10 @@ func TestGracefulStop(t *testing.T) {
 		if left := h.claimedLeft(); left != 1 {
 			t.Fatalf("%d left claimed, want the call cut off by the grace period", left)
 		}
-		if h.mr.Exists(h.mc.Keys().Results()) {
+		if h.exists(h.mc.Keys().Results()) {
 			t.Fatal("a result was pushed for a call cut off")
 		}
-		if h.mr.Exists(h.mc.Keys().Instance(h.d.instance)) {
+		if h.exists(h.mc.Keys().Instance(h.d.instance)) {
 			t.Fatal("heartbeat left after a clean exit")
 		}
 	})
