@@ -180,4 +180,3 @@ func statusLine(ctx context.Context, rdb *redis.Client, k redisq.Keys, c *bridge
 	}
 	return b.String()
 }
-
