@@ -41,6 +41,9 @@ type Options struct {
 	// ShutdownGrace is how long Run lets calls in progress finish after
 	// its context ends; the rest stay claimed for recovery.
 	ShutdownGrace time.Duration
+	// RecoverEvery is the period of the recovery pass that settles the
+	// commands of dead instances (see Recover); 0 means 2 s.
+	RecoverEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -64,6 +67,9 @@ func (o *Options) defaults() {
 	}
 	if o.HangupGrace <= 0 {
 		o.HangupGrace = 3 * time.Second
+	}
+	if o.RecoverEvery <= 0 {
+		o.RecoverEvery = 2 * time.Second
 	}
 	if o.RetryPause <= 0 {
 		o.RetryPause = 100 * time.Millisecond
@@ -132,6 +138,15 @@ func (c *Cell) Run(ctx context.Context) error {
 	callCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 	var wg sync.WaitGroup
+
+	// Orphans first: a requeued command was first in line, so it must be
+	// back in the dial list before we claim anything.
+	if _, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
+		c.log.Error().Err(err).Msg("recovery at start failed; retrying in the background")
+	}
+	recoverDone := make(chan struct{})
+	go func() { defer close(recoverDone); c.recoverLoop(ctx, c.opt.RecoverEvery) }()
+	defer func() { <-recoverDone }()
 
 	c.claimLoop(ctx, callCtx, &wg)
 	c.claiming.Store(false)
@@ -273,6 +288,9 @@ func (c *Cell) persist(ctx context.Context, what string, op func(context.Context
 		if err == nil {
 			c.redisHealth.up()
 			return nil
+		}
+		if errors.Is(err, ErrNotOwner) {
+			return err // final: retrying cannot make the call ours again
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, ctx.Err())

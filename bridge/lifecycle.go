@@ -124,6 +124,9 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 		if err := c.persist(ctx, "mark dialing "+cmd.ID, func(ctx context.Context) error {
 			return c.store.MarkDialing(ctx, call)
 		}); err != nil {
+			if errors.Is(err, ErrNotOwner) {
+				log.Warn().Err(err).Msg("not dialing: another daemon settled this command while we were presumed dead")
+			}
 			return nil
 		}
 

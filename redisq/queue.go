@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,6 +61,10 @@ type Queue struct {
 	// results that do not own the call hash (duplicate, invalid) use it.
 	mu      sync.Mutex
 	pending map[*bridge.Result]string
+
+	// scannedOnce: the first recovery pass also SCANs for claimed lists of
+	// instances missing from the instance set.
+	scannedOnce atomic.Bool
 }
 
 var _ bridge.Store = (*Queue)(nil)
@@ -181,7 +186,7 @@ func (q *Queue) Begin(ctx context.Context, c *bridge.Call) (bool, error) {
 func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 	id := c.Cmd.ID
 	args := []any{
-		"dialed", ttlSeconds(q.callTTL),
+		"dialed", ttlSeconds(q.callTTL), c.Token,
 		"state", string(bridge.StateOriginating),
 		"call_code", c.CallCode,
 		"confirmed_at", bridge.FormatTime(c.ConfirmedAt),
@@ -189,8 +194,14 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 		"attempts", c.Attempts,
 		"channel_id", c.ChannelID,
 	}
-	if err := markScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.keys.Stats()}, args...).Err(); err != nil {
+	n, err := markScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.keys.Stats()}, args...).Int()
+	if err != nil {
 		return fmt.Errorf("mark dialing %s: %w", id, err)
+	}
+	if n != 1 {
+		// Settled or requeued by recovery while we were presumed dead:
+		// dialing now could dial it twice.
+		return fmt.Errorf("mark dialing %s: %w", id, bridge.ErrNotOwner)
 	}
 	return nil
 }
@@ -201,7 +212,7 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 	id := c.Cmd.ID
 	args := []any{
-		"", ttlSeconds(q.callTTL),
+		"", ttlSeconds(q.callTTL), c.Token,
 		"state", string(bridge.StateAnswered),
 		"answered_at", bridge.FormatTime(c.AnsweredAt),
 		"channel", c.Channel,

@@ -205,11 +205,12 @@ func TestMarkDialingAndAnswered(t *testing.T) {
 		t.Errorf("MarkAnswered counted: %v", s)
 	}
 
-	// A hash already settled is left alone.
+	// A hash already settled is left alone, and MarkDialing says the call
+	// is no longer ours (so the bridge does not dial).
 	m.HSet(k.Call("c-2"), "state", "done")
 	before := m.Dump()
-	if err := q.MarkDialing(ctx, c); err != nil {
-		t.Fatal(err)
+	if err := q.MarkDialing(ctx, c); !errors.Is(err, bridge.ErrNotOwner) {
+		t.Fatalf("MarkDialing on a settled hash: %v, want ErrNotOwner", err)
 	}
 	if err := q.MarkAnswered(ctx, c); err != nil {
 		t.Fatal(err)
@@ -218,13 +219,21 @@ func TestMarkDialingAndAnswered(t *testing.T) {
 		t.Fatal("Mark* changed a settled hash")
 	}
 
-	// A hash that vanished is recreated with the safety TTL, never without one.
+	// A hash that vanished (recovery requeued the command) or that another
+	// claim owns is not recreated: dialing it could dial twice.
 	m.Del(k.Call("c-2"))
-	if err := q.MarkDialing(ctx, c); err != nil {
-		t.Fatal(err)
+	if err := q.MarkDialing(ctx, c); !errors.Is(err, bridge.ErrNotOwner) {
+		t.Fatalf("MarkDialing on a missing hash: %v, want ErrNotOwner", err)
 	}
-	if ttl := m.TTL(k.Call("c-2")); ttl != DefaultCallTTL {
-		t.Fatalf("recreated hash TTL %s", ttl)
+	if m.Exists(k.Call("c-2")) {
+		t.Fatal("MarkDialing recreated a missing hash")
+	}
+	m.HSet(k.Call("c-2"), "state", "acked", "token", "someone-else")
+	if err := q.MarkDialing(ctx, c); !errors.Is(err, bridge.ErrNotOwner) {
+		t.Fatalf("MarkDialing on another claim's hash: %v, want ErrNotOwner", err)
+	}
+	if m.HGet(k.Call("c-2"), "state") != "acked" {
+		t.Fatal("MarkDialing changed another claim's hash")
 	}
 }
 

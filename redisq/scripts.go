@@ -41,17 +41,22 @@ return 0
 //	KEYS[1] call:<id>   KEYS[2] stats
 //	ARGV[1] counter to add 1 to when the state changes ("" = none)
 //	ARGV[2] safety TTL (s), applied only when the hash has no TTL
-//	ARGV[3] "state"   ARGV[4] new state   ARGV[5…] more field, value pairs
+//	ARGV[3] the claim's token ("" = do not check)
+//	ARGV[4] "state"   ARGV[5] new state   ARGV[6…] more field, value pairs
 //
 // A hash whose state is already "done" (settled, possibly by another
-// instance's recovery) is left alone: returns 0. Otherwise returns 1. The
+// instance's recovery) is left alone: returns 0. A hash that is missing or
+// carries another claim's token (recovery requeued the command: it is no
+// longer ours) is left alone too: returns -1. Otherwise returns 1. The
 // counter moves only on a state change, so a retry or a second attempt of
 // the same call does not count twice.
 var markScript = redis.NewScript(`
-local prev = redis.call('HGET', KEYS[1], 'state')
+local v = redis.call('HMGET', KEYS[1], 'state', 'token')
+local prev = v[1]
 if prev == 'done' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-if ARGV[1] ~= '' and prev ~= ARGV[4] then
+if ARGV[3] ~= '' and v[2] ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[1] ~= '' and prev ~= ARGV[5] then
   redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 end
 if redis.call('TTL', KEYS[1]) < 0 then

@@ -709,3 +709,78 @@ func TestBinaryStartFailureIsOneLine(t *testing.T) {
 }
 
 var _ = json.Marshal
+
+// TestRecoversDeadInstance leaves in Redis what a daemon killed with -9
+// leaves behind, starts a daemon, and checks every orphan is settled once:
+// requeued at the front when it was never originated, unknown (never
+// re-dialed) when an originate may have been sent.
+func TestRecoversDeadInstance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessConfig{threads: 1, rules: "answer,ring=5ms,talk=10ms", noDaemon: true})
+	ctx := context.Background()
+	k := h.mc.Keys()
+	dead, alive := "pbx9-111", "pbx9-222"
+	hash := func(id string, kv ...any) {
+		h.rdb.HSet(ctx, k.Call(id), append([]any{"id", id, "instance", dead, "token", "tok-" + id}, kv...)...)
+	}
+	// The dead instance's claimed list, newest claim first (LPUSH order).
+	orphans := []string{
+		cmd("o-noack", "2001"),        // claimed, never ACKed: no hash
+		cmd("o-acked", "2002"),        // ACKed, never confirmed
+		cmd("o-orig", "2003"),         // originate possibly sent
+		cmd("o-ans", "2004"),          // answered, in conversation
+		cmd("o-dup", "2005"),          // a duplicate whose original is done
+		`{"id":"o-bad","number":"x"}`, // invalid
+	}
+	for i := len(orphans) - 1; i >= 0; i-- {
+		h.rdb.LPush(ctx, k.Claimed(dead), orphans[i])
+	}
+	hash("o-acked", "state", "acked")
+	hash("o-orig", "state", "originating", "attempts", "1", "call_code", "77", "channel_id", "db-x-1", "dialed_at", "2026-11-23T10:00:00.000Z")
+	hash("o-ans", "state", "answered", "attempts", "1", "call_code", "78", "channel_id", "db-x-2", "answered_at", "2026-11-23T10:00:01.000Z")
+	hash("o-dup", "state", "done", "status", "busy")
+	h.rdb.SAdd(ctx, k.InstanceSet(), dead, alive)
+	// A live instance's claimed list must not be touched.
+	h.rdb.HSet(ctx, k.Instance(alive), "pid", 222)
+	h.rdb.Expire(ctx, k.Instance(alive), time.Minute)
+	h.rdb.LPush(ctx, k.Claimed(alive), cmd("live-1", "2100"))
+	// Commands already waiting in dial: the requeued ones go before them.
+	h.push(cmd("later-1", "2201"), cmd("later-2", "2202"))
+
+	h.start()
+	got := h.results(8, 30*time.Second)
+	want := map[string]bridge.Status{
+		"o-noack": bridge.StatusAnswered, "o-acked": bridge.StatusAnswered,
+		"o-orig": bridge.StatusUnknown, "o-ans": bridge.StatusUnknown,
+		"o-dup": bridge.StatusDuplicate, "o-bad": bridge.StatusInvalid,
+		"later-1": bridge.StatusAnswered, "later-2": bridge.StatusAnswered,
+	}
+	for id, st := range want {
+		if rs := got[id]; len(rs) != 1 || rs[0].Status != st {
+			t.Errorf("%s: %+v, want one %s", id, rs, st)
+		}
+	}
+	if r := got["o-orig"]; len(r) == 1 && (r[0].CallCode != "77" || r[0].Attempts != 1 || !strings.Contains(r[0].Error, dead)) {
+		t.Errorf("unknown result lacks what was known: %+v", r[0])
+	}
+	// Never re-dialed: the in-doubt numbers reached Asterisk zero times; the
+	// requeued ones once, and before the commands that were waiting.
+	on := h.originatesByNumber()
+	if on["2003"] != 0 || on["2004"] != 0 || on["2005"] != 0 {
+		t.Errorf("in-doubt or duplicate orphans were dialed: %v", on)
+	}
+	var order []string
+	for _, o := range h.sim.Originates() {
+		order = append(order, o.Number)
+	}
+	if strings.Join(order, ",") != "2002,2001,2201,2202" {
+		t.Errorf("originate order %v, want the requeued commands first, oldest claim first", order)
+	}
+	if l := h.list(k.Claimed(alive)); len(l) != 1 {
+		t.Errorf("a live instance's claimed list was touched: %v", l)
+	}
+	if h.exists(k.Claimed(dead)) {
+		t.Error("the dead instance's claimed list is still there")
+	}
+	h.quiet(300 * time.Millisecond)
+}

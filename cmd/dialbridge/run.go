@@ -187,6 +187,11 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.log.Info().Str("version", version).Int("threads", d.cell.Options().Threads).
 		Str("redis", d.settings.Redis.Addr()).Str("ami", d.settings.AMI.Addr()).Msg("started")
 
+	// Registered and beating before the first claim: recovery elsewhere
+	// must never take a live instance for a dead one.
+	if err := d.beat.Beat(ctx); err != nil {
+		d.log.Warn().Err(err).Msg("first heartbeat failed; retrying in the background")
+	}
 	// The confirmation reader and the heartbeat outlive the claim loop: calls
 	// draining after SIGTERM still wait for confirmations.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,143 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Orphan is a command found in the claimed list of an instance that is gone
+// (its heartbeat expired): adopted into ours, to be settled exactly once.
+type Orphan struct {
+	Raw   []byte
+	Owner string // the dead instance that claimed it
+}
+
+// Recovery is what crash recovery needs from Redis. redisq.Queue
+// implements it.
+type Recovery interface {
+	// AdoptOrphans finds claimed lists whose owner's heartbeat is gone and
+	// moves their commands into our claimed list, each list in one atomic
+	// step, so that two daemons starting at once never both adopt it. The
+	// orphans of one list come newest claim first.
+	AdoptOrphans(ctx context.Context) ([]Orphan, error)
+	// CallState reads the call's status hash (empty when there is none).
+	CallState(ctx context.Context, id string) (map[string]string, error)
+	// Requeue puts raw back at the front of the dial list (it was first in
+	// line) and removes it from our claimed list, atomically. With
+	// dropHashOf set, the call hash is deleted first when it still belongs
+	// to that instance and says "acked" (never originated), so the command
+	// is not taken for a duplicate when claimed again.
+	Requeue(ctx context.Context, raw []byte, id, dropHashOf string) (bool, error)
+}
+
+// ErrNotOwner means the call's status hash no longer belongs to this claim:
+// recovery in another daemon settled it (we were presumed dead). The call
+// must stop without dialing and without a result.
+var ErrNotOwner = errors.New("call no longer owned by this claim (settled by recovery elsewhere)")
+
+// Recover settles the orphans of dead instances of the cell:
+//   - never ACKed, or ACKed but never originated → back to the front of the
+//     dial list;
+//   - an originate may have been sent → result unknown, never re-dialed;
+//   - the hash belongs to another claim, or is already done → the orphan
+//     was a duplicate command: result duplicate;
+//   - unparseable → dead (+ invalid).
+//
+// It returns how many commands it settled.
+func (c *Cell) Recover(ctx context.Context) (int, error) {
+	rec, ok := c.store.(Recovery)
+	if !ok {
+		return 0, nil
+	}
+	orphans, err := rec.AdoptOrphans(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("adopt orphans: %w", err)
+	}
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	counts := map[string]int{}
+	for _, o := range orphans {
+		what, err := c.settleOrphan(ctx, rec, o)
+		if err != nil {
+			// Left in our claimed list: the next pass (or our successor) retries.
+			return 0, fmt.Errorf("settle orphan of %s: %w", o.Owner, err)
+		}
+		counts[what]++
+	}
+	ev := c.log.Warn().Int("orphans", len(orphans))
+	for k, n := range counts {
+		ev = ev.Int(k, n)
+	}
+	ev.Msg("recovered the commands of dead instances")
+	return len(orphans), nil
+}
+
+func (c *Cell) settleOrphan(ctx context.Context, rec Recovery, o Orphan) (string, error) {
+	cmd, perr := ParseCommand(o.Raw)
+	if perr != nil {
+		c.bury(ctx, o.Raw, perr, time.Now())
+		return "invalid", ctx.Err()
+	}
+	st, err := rec.CallState(ctx, cmd.ID)
+	if err != nil {
+		return "", err
+	}
+	call := callFromHash(cmd, o.Raw, c.opt.Cell, c.opt.Instance, st)
+	switch {
+	case len(st) == 0:
+		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, "")
+		return "requeued", err
+	case st["instance"] != o.Owner || st["state"] == string(StateDone):
+		r := call.Result(StatusDuplicate)
+		r.CallCode, r.Attempts, r.Uniqueid = "", 0, ""
+		r.Error = "a call with this id was already received for this cell; not dialed again"
+		_, err = c.store.Finish(ctx, o.Raw, r)
+		return "duplicate", err
+	case st["state"] == string(StateAcked):
+		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, o.Owner)
+		return "requeued", err
+	default: // originating or answered: a call may exist
+		r := call.Result(StatusUnknown)
+		r.Uniqueid = st["channel_id"]
+		r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s; outcome unknown, not re-dialed", o.Owner, st["state"])
+		_, err = c.store.Finish(ctx, o.Raw, r)
+		return "unknown", err
+	}
+}
+
+// callFromHash rebuilds what is known of a call from its status hash.
+func callFromHash(cmd *Command, raw []byte, cell, instance string, st map[string]string) *Call {
+	parse := func(k string) time.Time {
+		t, _ := time.Parse(TimeFormat, st[k])
+		return t
+	}
+	attempts, _ := strconv.Atoi(st["attempts"])
+	return &Call{
+		Cmd: cmd, Raw: raw, Cell: cell, Instance: instance,
+		CallCode: st["call_code"], Attempts: attempts, ChannelID: st["channel_id"], Channel: st["channel"],
+		ReceivedAt: parse("received_at"), ConfirmedAt: parse("confirmed_at"), DialedAt: parse("dialed_at"),
+		AnsweredAt: parse("answered_at"),
+	}
+}
+
+// recoverLoop settles orphans at start and then every period, so that a
+// daemon that dies while we run is recovered too (within its heartbeat TTL
+// plus one period).
+func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error().Err(err).Msg("recovery pass failed; retrying")
+		}
+	}
+}

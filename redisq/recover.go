@@ -1,0 +1,113 @@
+package redisq
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/multcall/dialbridge/bridge"
+)
+
+// adoptScript moves every command of a dead instance's claimed list into
+// ours. The ownership step is one RENAME of the dead list to a key of ours:
+// of two daemons adopting at once only one RENAME finds the list. (Real
+// Redis runs a script atomically anyway; miniredis does not, and the RENAME
+// keeps the promise there too.)
+//
+//	KEYS[1] instance:<owner> (heartbeat)   KEYS[2] claimed:<owner>
+//	KEYS[3] claimed:<me>   KEYS[4] adopting:<me> (scratch list)
+//
+// Returns the adopted commands, newest claim first (the list's order), or an
+// empty array when the owner is alive or the list is gone.
+var adoptScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local ok = redis.pcall('RENAME', KEYS[2], KEYS[4])
+if type(ok) == 'table' and ok.err then return {} end
+local items = redis.call('LRANGE', KEYS[4], 0, -1)
+for i = #items, 1, -1 do
+  redis.call('RPOPLPUSH', KEYS[4], KEYS[3])
+end
+redis.call('DEL', KEYS[4])
+return items
+`)
+
+// requeueScript puts an adopted command back at the front of the dial list.
+//
+//	KEYS[1] claimed:<me>   KEYS[2] dial   KEYS[3] call:<id>   KEYS[4] stats
+//	ARGV[1] raw   ARGV[2] owner whose "acked" hash is dropped ("" = none)
+//
+// Returns 1 requeued, 0 already settled (raw not in our claimed list).
+var requeueScript = redis.NewScript(`
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then
+  local v = redis.call('HMGET', KEYS[3], 'state', 'instance')
+  if v[1] == 'acked' and v[2] == ARGV[2] then redis.call('DEL', KEYS[3]) end
+end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'requeued', 1)
+return 1
+`)
+
+// AdoptOrphans implements bridge.Recovery. Candidates are the cell's
+// instance set and, on the first pass, a SCAN of claimed:* lists.
+func (q *Queue) AdoptOrphans(ctx context.Context) ([]bridge.Orphan, error) {
+	owners := map[string]bool{}
+	members, err := q.rdb.SMembers(ctx, q.keys.InstanceSet()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("adopt: read instance set: %w", err)
+	}
+	for _, m := range members {
+		owners[m] = true
+	}
+	if !q.scannedOnce.Load() {
+		prefix := q.keys.Claimed("")
+		iter := q.rdb.Scan(ctx, 0, q.keys.ClaimedPattern(), 1000).Iterator()
+		for iter.Next(ctx) {
+			owners[strings.TrimPrefix(iter.Val(), prefix)] = true
+		}
+		if err := iter.Err(); err != nil {
+			return nil, fmt.Errorf("adopt: scan claimed lists: %w", err)
+		}
+		q.scannedOnce.Store(true)
+	}
+	delete(owners, q.instance)
+
+	var out []bridge.Orphan
+	for owner := range owners {
+		items, err := adoptScript.Run(ctx, q.rdb,
+			[]string{q.keys.Instance(owner), q.keys.Claimed(owner), q.claimed, q.keys.Base() + "adopting:" + q.instance}).StringSlice()
+		if err != nil {
+			return out, fmt.Errorf("adopt claimed list of %s: %w", owner, err)
+		}
+		for _, it := range items {
+			out = append(out, bridge.Orphan{Raw: []byte(it), Owner: owner})
+		}
+		if len(items) == 0 {
+			// Nothing (left) to recover of this one: drop it from the set
+			// once its heartbeat is gone too.
+			pruneScript.Run(ctx, q.rdb, []string{q.keys.InstanceSet(), q.keys.Instance(owner), q.keys.Claimed(owner)}, owner)
+		}
+	}
+	return out, nil
+}
+
+// CallState implements bridge.Recovery.
+func (q *Queue) CallState(ctx context.Context, id string) (map[string]string, error) {
+	m, err := q.rdb.HGetAll(ctx, q.keys.Call(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read call %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// Requeue implements bridge.Recovery.
+func (q *Queue) Requeue(ctx context.Context, raw []byte, id, dropHashOf string) (bool, error) {
+	n, err := requeueScript.Run(ctx, q.rdb,
+		[]string{q.claimed, q.keys.Dial(), q.keys.Call(id), q.keys.Stats()}, raw, dropHashOf).Int()
+	if err != nil {
+		return false, fmt.Errorf("requeue %s: %w", id, err)
+	}
+	return n == 1, nil
+}

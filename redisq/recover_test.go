@@ -1,0 +1,109 @@
+package redisq
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Two daemons adopting the same dead instance's orphans at once: every
+// command is adopted by exactly one of them.
+func TestAdoptOrphansIsExclusive(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		m, rdb := rqRedis(t)
+		ctx := rqCtx(t)
+		k := NewKeys("dialbridge", rqCell)
+		const n = 50
+		for i := 0; i < n; i++ {
+			rdb.LPush(ctx, k.Claimed("dead-1"), fmt.Sprintf(`{"id":"o%d","number":"1"}`, i))
+		}
+		rdb.SAdd(ctx, k.InstanceSet(), "dead-1", "live-a", "live-b")
+		for _, live := range []string{"live-a", "live-b"} { // live daemons beat
+			rdb.HSet(ctx, k.Instance(live), "pid", 1)
+			rdb.Expire(ctx, k.Instance(live), time.Minute)
+		}
+		a := NewQueue(rdb, "dialbridge", rqCell, "live-a")
+		b := NewQueue(rdb, "dialbridge", rqCell, "live-b")
+		var wg sync.WaitGroup
+		got := make([]int, 2)
+		for i, q := range []*Queue{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o, err := q.AdoptOrphans(ctx)
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = len(o)
+			}()
+		}
+		wg.Wait()
+		la, _ := m.List(k.Claimed("live-a"))
+		lb, _ := m.List(k.Claimed("live-b"))
+		if got[0]+got[1] != n || len(la)+len(lb) != n || (got[0] != 0 && got[1] != 0) {
+			t.Fatalf("round %d: adopted %v, lists %d+%d, want all %d by one daemon", round, got, len(la), len(lb), n)
+		}
+		if m.Exists(k.Claimed("dead-1")) {
+			t.Fatal("dead list left behind")
+		}
+	}
+}
+
+// A live instance (heartbeat present) is never adopted from.
+func TestAdoptOrphansSkipsLiveInstances(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	k := NewKeys("dialbridge", rqCell)
+	rdb.LPush(ctx, k.Claimed("alive"), `{"id":"x","number":"1"}`)
+	rdb.SAdd(ctx, k.InstanceSet(), "alive")
+	rdb.HSet(ctx, k.Instance("alive"), "pid", 1)
+	rdb.Expire(ctx, k.Instance("alive"), time.Minute)
+	q := NewQueue(rdb, "dialbridge", rqCell, "me")
+	o, err := q.AdoptOrphans(ctx)
+	if err != nil || len(o) != 0 {
+		t.Fatalf("adopted %v, %v", o, err)
+	}
+	if l, _ := m.List(k.Claimed("alive")); len(l) != 1 {
+		t.Fatal("live list touched")
+	}
+	// Once its heartbeat expires, it is an orphan.
+	m.FastForward(2 * time.Minute)
+	o, err = q.AdoptOrphans(ctx)
+	if err != nil || len(o) != 1 || o[0].Owner != "alive" {
+		t.Fatalf("adopted %v, %v", o, err)
+	}
+}
+
+// Requeue puts the command back at the front of dial, drops an "acked" hash
+// of the dead owner only, and is a no-op the second time.
+func TestRequeue(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	k := NewKeys("dialbridge", rqCell)
+	q := NewQueue(rdb, "dialbridge", rqCell, "me")
+	raw := `{"id":"r1","number":"1"}`
+	rdb.LPush(ctx, k.Dial(), "newer")
+	rdb.LPush(ctx, k.Claimed("me"), raw)
+	rdb.HSet(ctx, k.Call("r1"), "state", "acked", "instance", "dead")
+	ok, err := q.Requeue(ctx, []byte(raw), "r1", "dead")
+	if err != nil || !ok {
+		t.Fatalf("%v %v", ok, err)
+	}
+	if l, _ := m.List(k.Dial()); len(l) != 2 || l[1] != raw {
+		t.Fatalf("dial = %v, want the requeued command at the right end (front)", l)
+	}
+	if m.Exists(k.Call("r1")) {
+		t.Fatal("acked hash of the dead owner not dropped")
+	}
+	if ok, _ := q.Requeue(ctx, []byte(raw), "r1", "dead"); ok {
+		t.Fatal("second requeue succeeded")
+	}
+	// An originating hash is never dropped.
+	rdb.LPush(ctx, k.Claimed("me"), raw)
+	rdb.HSet(ctx, k.Call("r1"), "state", "originating", "instance", "dead")
+	q.Requeue(ctx, []byte(raw), "r1", "dead")
+	if !m.Exists(k.Call("r1")) {
+		t.Fatal("originating hash dropped")
+	}
+}
