@@ -1,7 +1,6 @@
 package ami
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,7 +11,7 @@ import (
 // ErrInvalidRequest means an OriginateRequest was refused before anything was
 // sent: a value would have broken the AMI framing (CR, LF or NUL), a required
 // field is missing, or its ids are already in flight.
-var ErrInvalidRequest = errors.New("invalid originate request")
+var ErrInvalidRequest = bridge.ErrInvalidRequest
 
 // originateAction builds the one action map an Originate sends. Every header
 // is set here and only here: amigo serialises a map, so a second spelling of

@@ -346,7 +346,19 @@ type job struct {
 	done   chan actionResult // cap 1: the worker never waits for the caller
 }
 
-// Originate implements bridge.Dialer.
+// Originate implements bridge.Dialer. It sends one Async Originate on a free
+// action session and waits for Asterisk's Response, at most CommandResponse
+// (plus a short grace) or until ctx ends. Errors:
+//   - bridge.ErrNotWritten (wrapped): nothing was sent — AMI not ready, the
+//     client closed, or ctx ended while every session was busy;
+//   - *bridge.RefusedError: Response: Error, with Asterisk's Message;
+//   - bridge.ErrNoResponse (wrapped): the action was handed to amigo and no
+//     Response came in time, or ctx ended meanwhile: a call may exist;
+//   - ErrInvalidRequest (wrapped): refused before sending (CR/LF/NUL, missing
+//     ActionID or Channel, ids already in flight).
+//
+// On success the returned watch already routes the call's events, and the
+// caller must Close it.
 func (c *Client) Originate(ctx context.Context, req bridge.OriginateRequest) (bridge.Watch, error) {
 	m, err := originateAction(req)
 	if err != nil {
@@ -354,7 +366,7 @@ func (c *Client) Originate(ctx context.Context, req bridge.OriginateRequest) (br
 	}
 	if !c.Ready() {
 		c.notWritten.Add(1)
-		return nil, bridge.ErrNotWritten
+		return nil, c.notReadyError()
 	}
 	// Routing is in place before anything is written: the call's events
 	// and the action's Response are not ordered.
@@ -422,7 +434,7 @@ func (c *Client) handoff(ctx context.Context, j *job) error {
 		}
 		changed := c.changed.wait()
 		if !c.Ready() {
-			return bridge.ErrNotWritten
+			return c.notReadyError()
 		}
 		select {
 		case c.jobs <- j:
@@ -439,14 +451,33 @@ func (c *Client) handoff(ctx context.Context, j *job) error {
 func (c *Client) await(ctx context.Context, j *job) (actionResult, error) {
 	guard := time.NewTimer(c.opts.CommandResponse + responseGrace)
 	defer guard.Stop()
+	var err error
 	select {
 	case r := <-j.done:
 		return r, nil
 	case <-guard.C:
-		return actionResult{}, fmt.Errorf("%w (%s)", bridge.ErrNoResponse, c.opts.CommandResponse+responseGrace)
+		err = fmt.Errorf("%w (%s)", bridge.ErrNoResponse, c.opts.CommandResponse+responseGrace)
 	case <-ctx.Done():
-		return actionResult{}, fmt.Errorf("%w: %w", bridge.ErrNoResponse, ctx.Err())
+		err = fmt.Errorf("%w: %w", bridge.ErrNoResponse, ctx.Err())
 	}
+	// An answer that came at the same moment still counts.
+	select {
+	case r := <-j.done:
+		return r, nil
+	default:
+		return actionResult{}, err
+	}
+}
+
+// notReadyError says why nothing was written.
+func (c *Client) notReadyError() error {
+	switch {
+	case c.stopping():
+		return fmt.Errorf("%w (AMI %s: client closed)", bridge.ErrNotWritten, c.addr)
+	case !c.events.ready.Load():
+		return fmt.Errorf("%w (AMI %s: event session not logged in)", bridge.ErrNotWritten, c.addr)
+	}
+	return fmt.Errorf("%w (AMI %s: no action session logged in)", bridge.ErrNotWritten, c.addr)
 }
 
 // amigoSettings is a fresh Settings per amigo client: amigo fills defaults

@@ -15,13 +15,15 @@ var errConnDown = errors.New("AMI session down")
 // conn wraps one amigo client (one TCP connection and login) and decides when
 // it may be closed.
 //
-// amigo.Close writes a field its connection goroutine reads without a lock
-// and, while an action is still inside Action, leaves that action blocked
-// for good. So a client is closed only (a) after one of its callbacks was
-// heard — its connection goroutine is then parked and the callback orders
-// its reads before our write — and (b) when no action of ours is inside
-// Action. Whichever of release, a callback or the end of an action comes
-// last does the Close.
+// amigo.Close writes a field its connection goroutine reads without a lock,
+// and leaves Connected() true: an Action still waiting to be written, or
+// started after it, blocks for good on a writer that is gone. So a client is
+// closed only (a) after one of its callbacks was heard — its connection
+// goroutine is then parked, and the callback orders its reads before our
+// write — and (b) when no action of ours is inside Action. Whichever of
+// release, a callback or the end of an action comes last does the Close.
+// And the Close must come within amigo's ReconnectInterval of that callback,
+// after which amigo starts reconnecting by itself: see amigoSettings.
 type conn struct {
 	cli *amigo.Amigo
 

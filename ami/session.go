@@ -49,16 +49,19 @@ func (s *session) run() {
 	firstDone, everUp := false, false
 	for {
 		cn, err := s.connect()
-		if err == nil {
+		switch {
+		case err == nil:
 			if everUp {
 				c.reconnects.Add(1)
 			}
 			everUp = true
-			s.setReady(true)
+			s.setReady(true, "")
+		case !errors.Is(err, errStopped):
+			c.noteFailed(s, err)
 		}
 		if !firstDone {
-			// After setReady: Start returns Ready when every first attempt
-			// succeeded.
+			// After setReady and the log line: when Start returns, both
+			// tell the outcome of every first attempt.
 			s.firstErr = err
 			close(s.first)
 			firstDone = true
@@ -73,18 +76,15 @@ func (s *session) run() {
 				s.logoff(cn)
 			}
 			cn.release()
-			s.setReady(false)
+			s.setReady(false, reason)
 			if c.stopping() {
 				return
 			}
-			c.noteLost(s, reason)
 			// Only a connection that stayed up a while earns a fast retry:
 			// a flapping link must not turn into a reconnect storm.
 			if time.Since(upAt) >= c.opts.MaxBackoff {
 				attempt = 0
 			}
-		} else {
-			c.noteFailed(s, err)
 		}
 		d := c.backoff(attempt)
 		attempt++
@@ -274,13 +274,28 @@ func (s *session) worker(cn *conn) {
 	}
 }
 
-func (s *session) setReady(up bool) {
+// setReady publishes a session's state change; reason says why it went down.
+func (s *session) setReady(up bool, reason string) {
 	c := s.c
 	if s.ready.Swap(up) == up {
 		return
 	}
-	now := time.Now()
+	if !s.events {
+		if up {
+			c.actionsUp.Add(1)
+		} else {
+			c.actionsUp.Add(-1)
+		}
+	}
+	// Logged before anyone can see the change: the line comes before
+	// whatever a caller does about it.
+	if up {
+		c.noteUp(s)
+	} else if !c.stopping() {
+		c.noteLost(s, reason)
+	}
 	if s.events {
+		now := time.Now()
 		if up {
 			c.router.restored(now)
 		} else {
@@ -289,15 +304,8 @@ func (s *session) setReady(up bool) {
 			// sends nothing.
 			c.router.lost(now)
 		}
-	} else if up {
-		c.actionsUp.Add(1)
-	} else {
-		c.actionsUp.Add(-1)
 	}
 	c.changed.notify()
-	if up {
-		c.noteUp(s)
-	}
 }
 
 // logoff ends an idle session politely before the client closes: Asterisk

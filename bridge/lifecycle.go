@@ -106,8 +106,10 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 			if err != nil {
 				r := call.Result(StatusFailed)
 				r.Error = "AMI unavailable"
-				if lastErr != nil {
+				if lastErr != nil && !strings.HasPrefix(lastErr.Error(), "AMI unavailable") {
 					r.Error += ": " + lastErr.Error()
+				} else if lastErr != nil {
+					r.Error = lastErr.Error()
 				}
 				return r
 			}
@@ -136,6 +138,11 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 		case err == nil:
 			log.Debug().Int("attempt", call.Attempts).Str("channel_id", call.ChannelID).Msg("originate queued")
 			return c.follow(ctx, log, call, w, ringTimeout)
+		case errors.Is(err, ErrInvalidRequest):
+			call.Attempts--
+			r := call.Result(StatusFailed)
+			r.Error = err.Error()
+			return r
 		case errors.Is(err, ErrNotWritten):
 			// Not an attempt in Asterisk's eyes: nothing was sent.
 			call.Attempts--
@@ -145,7 +152,7 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 			}
 			if time.Now().After(amiDeadline) {
 				r := call.Result(StatusFailed)
-				r.Error = "AMI unavailable: " + err.Error()
+				r.Error = err.Error() // ErrNotWritten's text begins "AMI unavailable"
 				return r
 			}
 		case errors.As(err, &refused):

@@ -93,6 +93,7 @@ type Dialer interface {
 	//   - ErrNotWritten: the action certainly did not reach Asterisk (AMI
 	//     down); safe to try again.
 	//   - *RefusedError: Asterisk answered Response: Error; safe to try again.
+	//   - ErrInvalidRequest: refused before sending; nothing was dialed.
 	//   - ErrNoResponse (or any other error): the action may have been
 	//     written and a call may exist; never resend.
 	Originate(ctx context.Context, req OriginateRequest) (Watch, error)
@@ -190,6 +191,11 @@ var ErrNotWritten = errors.New("AMI unavailable: action not written")
 // ErrNoResponse means Asterisk did not answer the action in time: the call
 // may or may not exist.
 var ErrNoResponse = errors.New("no response from Asterisk within the command-response timeout")
+
+// ErrInvalidRequest means the Originate was refused before anything was
+// sent (a value that would break the AMI message): the call fails, nothing
+// was dialed.
+var ErrInvalidRequest = errors.New("invalid originate request")
 
 // RefusedError is Asterisk's Response: Error to an Originate.
 type RefusedError struct{ Message string }

@@ -371,6 +371,11 @@ func TestCallStatusHashFollowsTheCall(t *testing.T) {
 	if h.hget(key, "state") != "done" || h.hget(key, "status") != "answered" || h.hget(key, "result") == "" {
 		t.Fatalf("final hash state=%q status=%q", h.hget(key, "state"), h.hget(key, "status"))
 	}
+	// The answered call was handed to the call queue manager, then its end.
+	inbox := h.list(redisq.ACDKey(h.s.Redis.Prefix, testCell, "inbox"))
+	if strings.Join(inbox, " ") != `{"command":"hangup","id":"c1"} {"command":"call","id":"c1"}` {
+		t.Fatalf("queue manager inbox = %v, want call then hangup for c1", inbox)
+	}
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {

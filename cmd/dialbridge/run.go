@@ -159,7 +159,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		Retries:         s.Retries,
 		ACKTimeout:      s.Timeouts.CommandACK.D(),
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
-	}, o.wrap(d.queue), d.router, d.amic, nil, d.log)
+	}, o.wrap(d.queue), d.router, d.amic, &acdFeed{rdb: d.rdb, prefix: s.Redis.Prefix, cell: cellName, log: d.log}, d.log)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
 		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started}
@@ -167,6 +167,33 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	d.beat.SetLogger(d.log)
 	return d, nil
 }
+
+// acdFeed hands answered calls to the cell's call queue manager (docs/ACD.md)
+// through its inbox list. Best effort: the call's result never waits on it
+// for long. The inbox is capped so that a cell run without a queue manager
+// does not grow it forever; the oldest events go first.
+type acdFeed struct {
+	rdb          *redis.Client
+	prefix, cell string
+	log          zerolog.Logger
+}
+
+const acdInboxCap = 100000
+
+func (f *acdFeed) push(ctx context.Context, command, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	err := redisq.ACDPushEvent(ctx, f.rdb, f.prefix, f.cell, command, id)
+	if err == nil {
+		err = f.rdb.LTrim(ctx, redisq.ACDKey(f.prefix, f.cell, "inbox"), 0, acdInboxCap-1).Err()
+	}
+	if err != nil {
+		f.log.Debug().Err(err).Str("id", id).Str("command", command).Msg("queue manager event not delivered")
+	}
+}
+
+func (f *acdFeed) CallAnswered(ctx context.Context, id string) { f.push(ctx, "call", id) }
+func (f *acdFeed) CallEnded(ctx context.Context, id string)    { f.push(ctx, "hangup", id) }
 
 // daemonOptions are hooks for tests.
 type daemonOptions struct {

@@ -1,0 +1,134 @@
+package acdserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/multcall/dialbridge/monitor/acd"
+)
+
+// inputLine is one line of input, or the end of it.
+type inputLine struct {
+	text    string
+	tooLong bool
+	err     error // io.EOF at the end
+}
+
+// readLines feeds the lines of in to the returned channel from a
+// goroutine, until the end of in or until done is closed (the goroutine
+// may then stay blocked in a Read of in until that returns).
+func readLines(in io.Reader, done <-chan struct{}) <-chan inputLine {
+	ch := make(chan inputLine)
+	go func() {
+		defer close(ch)
+		br := bufio.NewReaderSize(in, 64*1024)
+		for {
+			line, tooLong, err := readLine(br, MaxLine)
+			if len(line) > 0 || tooLong || err == nil {
+				select {
+				case ch <- inputLine{text: string(line), tooLong: tooLong}:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				select {
+				case ch <- inputLine{err: err}:
+				case <-done:
+				}
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// RunBasic is basic mode: commands are read from in, one per line; the
+// messages go to out, one per line, exactly as contract section 5 writes
+// them; errors go to errOut as "error: <text>". Messages no command caused
+// (ring timeouts, inbox events) are written to out as they happen. With
+// prompt (in is a terminal) "> " is written before each command. RunBasic
+// returns at the end of in, on "quit", or when ctx ends. The engine's Run
+// must be running for ring timeouts.
+func RunBasic(ctx context.Context, e *Engine, in io.Reader, out, errOut io.Writer, prompt bool) error {
+	var outMu sync.Mutex // out is written by commands, broadcasts and the prompt
+	write := func(w io.Writer, s string) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		_, _ = io.WriteString(w, s)
+	}
+	cancel := e.Subscribe(func(lines []string) {
+		s := joinLines(lines)
+		if prompt {
+			s = "\r" + s + "> "
+		}
+		write(out, s)
+	})
+	defer cancel()
+
+	done := make(chan struct{})
+	defer close(done)
+	lines := readLines(in, done)
+	for {
+		if prompt {
+			write(out, "> ")
+		}
+		var l inputLine
+		select {
+		case <-ctx.Done():
+			return nil
+		case l = <-lines:
+		}
+		if l.err != nil {
+			if errors.Is(l.err, io.EOF) {
+				if prompt {
+					write(out, "\n")
+				}
+				return nil
+			}
+			return l.err
+		}
+		if l.tooLong {
+			write(errOut, "error: "+errLineTooLong.Error()+"\n")
+			continue
+		}
+		verb, arg, local, skip := splitLine(l.text)
+		switch {
+		case skip:
+			continue
+		case local == localQuit:
+			return nil
+		case isHelp(verb):
+			write(out, Help)
+			continue
+		}
+		cmd, err := acd.ParseCommand(verb, arg)
+		if err != nil {
+			write(errOut, "error: "+err.Error()+"\n")
+			continue
+		}
+		e.Do(cmd, func(lines []string, err error) {
+			if err != nil {
+				write(errOut, "error: "+err.Error()+"\n")
+				return
+			}
+			write(out, joinLines(lines))
+		})
+	}
+}
+
+func joinLines(lines []string) string {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, l := range lines {
+		b = append(b, l...)
+		b = append(b, '\n')
+	}
+	return string(b)
+}
