@@ -645,3 +645,38 @@ func (n *notifier) notify() {
 	close(*old)
 	n.mu.Unlock()
 }
+
+// ChannelAlive asks Asterisk (read-only Status action) whether a channel
+// still exists. The bridge uses it after a reconnect for answered calls
+// whose Hangup event may have been lost while AMI was down.
+func (c *Client) ChannelAlive(ctx context.Context, channel string) (bool, error) {
+	if channel == "" || strings.ContainsAny(channel, "\r\n\x00") {
+		return false, fmt.Errorf("%w: bad channel name %q", ErrInvalidRequest, channel)
+	}
+	if !c.Ready() {
+		return false, c.notReadyError()
+	}
+	j := &job{
+		action: map[string]string{"Action": "Status", "ActionID": c.nextID("status"), "Channel": channel},
+		done:   make(chan actionResult, 1),
+	}
+	if err := c.handoff(ctx, j); err != nil {
+		return false, err
+	}
+	r, err := c.await(ctx, j)
+	if err != nil {
+		return false, fmt.Errorf("status of %s: %w", channel, err)
+	}
+	if r.err != nil {
+		return false, fmt.Errorf("status of %s: %w", channel, r.err)
+	}
+	switch {
+	case strings.EqualFold(r.resp["Response"], "Success"):
+		return true, nil
+	case strings.EqualFold(r.resp["Response"], "Error") && strings.Contains(strings.ToLower(r.resp["Message"]), "no such channel"):
+		return false, nil
+	case r.resp["Error"] == "Timeout":
+		return false, fmt.Errorf("status of %s: %w", channel, bridge.ErrNoResponse)
+	}
+	return false, fmt.Errorf("status of %s: unexpected answer: Response %q, Message %q", channel, r.resp["Response"], r.resp["Message"])
+}

@@ -229,6 +229,23 @@ func (c *Cell) follow(ctx context.Context, log zerolog.Logger, call *Call, w Wat
 		}
 	}
 	answeredNoted := false
+	// An answered call that lived through an AMI outage may have hung up
+	// unseen: once AMI is back we ask Asterisk whether its channel exists.
+	var lostAt time.Time
+	var check *time.Timer
+	var checkC <-chan time.Time
+	defer func() {
+		if check != nil {
+			check.Stop()
+		}
+	}()
+	armCheck := func(d time.Duration) {
+		if check != nil {
+			check.Stop()
+		}
+		check = time.NewTimer(d)
+		checkC = check.C
+	}
 
 	for {
 		// Decide on what we know so far.
@@ -265,10 +282,52 @@ func (c *Cell) follow(ctx context.Context, log zerolog.Logger, call *Call, w Wat
 		select {
 		case <-w.C():
 			for _, ev := range w.Drain() {
-				if ev.Kind == EventLost {
+				switch ev.Kind {
+				case EventLost:
 					log.Warn().Msg("AMI connection lost while the call was in progress: events may be missing")
+					if answeredNoted && t.endedAt.IsZero() && lostAt.IsZero() {
+						lostAt = ev.At
+					}
+				case EventRestored:
+					if !lostAt.IsZero() && t.endedAt.IsZero() {
+						armCheck(0)
+					}
 				}
 				t.apply(ev)
+			}
+		case <-checkC:
+			checkC = nil
+			if !t.endedAt.IsZero() {
+				continue
+			}
+			cc, ok := c.dialer.(ChannelChecker)
+			if !ok {
+				continue // keep waiting for the Hangup
+			}
+			name := t.channel
+			if name == "" {
+				name = call.ChannelID
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			alive, err := cc.ChannelAlive(cctx, name)
+			cancel()
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				log.Warn().Err(err).Msg("cannot tell whether the answered call still exists; asking again")
+				armCheck(5 * time.Second)
+			case alive:
+				lostAt = time.Time{} // the Hangup will come on the new connection
+			default:
+				now := time.Now()
+				call.EndedAt = now
+				r := c.answeredResult(call, &t)
+				r.EndedAt = FormatTime(now)
+				r.TalkMS = now.Sub(call.AnsweredAt).Milliseconds()
+				r.Error = fmt.Sprintf("hangup not observed: the AMI connection was lost at %s and the channel was gone at %s; ended_at and talk_ms are upper bounds",
+					FormatTime(lostAt), FormatTime(now))
+				return r
 			}
 		case <-settleC:
 			// The cause is as good as it will get.

@@ -99,6 +99,13 @@ type Dialer interface {
 	Originate(ctx context.Context, req OriginateRequest) (Watch, error)
 }
 
+// ChannelChecker is implemented by dialers that can tell whether a channel
+// still exists (AMI's read-only Status action). After an AMI outage it
+// settles answered calls whose Hangup event was lost while AMI was down.
+type ChannelChecker interface {
+	ChannelAlive(ctx context.Context, channel string) (bool, error)
+}
+
 // OriginateRequest is one Originate action, already validated and rendered.
 type OriginateRequest struct {
 	ActionID  string // unique per attempt

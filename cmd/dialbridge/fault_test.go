@@ -20,6 +20,7 @@ import (
 
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
@@ -177,10 +178,19 @@ queues: [{name: "%s", threads: 200}]
 	collect(n - 800)
 	p2.term(t, 20*time.Second)
 
-	// Exactly one result per command.
+	unknown := checkSettled(t, rdb, prefix, sim, results, n, "k%05d", int(inFlight.Claimed))
+	t.Logf("commands %d, results %d, unknown %d, dialed twice 0, lost %d", n, len(results), unknown, n-len(results))
+}
+
+// checkSettled asserts the promises after a fault: exactly one result per
+// command, no number dialed twice (numbers ending in 9 are refused and may
+// be attempted up to retries=3 times), at most maxUnknown results unknown,
+// and the cell's queues empty. It returns the number of unknown results.
+func checkSettled(t *testing.T, rdb *redis.Client, prefix string, sim *amisim.Server, results map[string][]bridge.Result, n int, idFormat string, maxUnknown int) int {
+	t.Helper()
 	unknown := 0
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("k%05d", i)
+		id := fmt.Sprintf(idFormat, i)
 		rs := results[id]
 		if len(rs) != 1 {
 			t.Errorf("%s: %d results %+v", id, len(rs), rs)
@@ -193,8 +203,6 @@ queues: [{name: "%s", threads: 200}]
 	if len(results) != n {
 		t.Errorf("%d ids in results, want %d", len(results), n)
 	}
-	// No number dialed twice (numbers are unique per command; refused ones
-	// are attempted up to retries times, never more).
 	for number, c := range originatesByNumber(sim) {
 		limit := 1
 		if strings.HasSuffix(number, "9") {
@@ -204,10 +212,8 @@ queues: [{name: "%s", threads: 200}]
 			t.Errorf("number %s originated %d times", number, c)
 		}
 	}
-	// unknown only for calls really in doubt: at most the calls in progress
-	// at the kill.
-	if unknown > int(inFlight.Claimed) {
-		t.Errorf("%d unknown results, more than the %d calls in progress at the kill", unknown, inFlight.Claimed)
+	if unknown > maxUnknown {
+		t.Errorf("%d unknown results, more than the %d calls that were in doubt", unknown, maxUnknown)
 	}
 	d, err := redisq.ReadDepths(context.Background(), rdb, redisq.NewKeys(prefix, testCell))
 	if err != nil {
@@ -216,7 +222,236 @@ queues: [{name: "%s", threads: 200}]
 	if d.Dial != 0 || d.Claimed != 0 || d.Results != 0 || d.Confirm != 0 {
 		t.Errorf("queues not empty at the end: %+v", d)
 	}
-	t.Logf("commands %d, results %d, unknown %d, duplicates dialed 0, lost %d", n, len(results), unknown, n-len(results))
+	return unknown
+}
+
+const faultRules = "suffix=5:busy,ring=20ms;suffix=6:noanswer;suffix=7:congestion,ring=10ms;suffix=8:hangup,cause=21,ring=30ms;" +
+	"suffix=9:refuse;answer,ring=20ms,talk=400ms"
+
+func faultCommands(n int, idFormat string) [][]byte {
+	cmds := make([][]byte, n)
+	for i := range cmds {
+		cmds[i] = multcallsim.Command(fmt.Sprintf(idFormat, i), fmt.Sprintf("5511%06d", i))
+	}
+	return cmds
+}
+
+// TestAMIDropsMidLoad: the AMI simulator drops every connection three times
+// while 3,000 commands are in progress. Nothing is dialed twice, every
+// command gets one result, and unknown is only for calls whose outcome was
+// in flight during a drop.
+func TestAMIDropsMidLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	const n = 3000
+	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules,
+		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := h.mc.Push(ctx, faultCommands(n, "a%05d")...); err != nil {
+		t.Fatal(err)
+	}
+	results := map[string][]bridge.Result{}
+	collect := func(k int) {
+		rs, err := h.mc.CollectResults(ctx, k)
+		if err != nil {
+			t.Fatalf("collect: %v (have %d)", err, len(results))
+		}
+		for _, r := range rs {
+			results[r.ID] = append(results[r.ID], r)
+		}
+	}
+	inDoubt := 0
+	for _, at := range []int{400, 400, 400} {
+		collect(at)
+		inDoubt += h.d.cell.InFlight()
+		h.sim.DropConnections()
+	}
+	collect(n - 1200)
+	unknown := checkSettled(t, h.rdb, h.s.Redis.Prefix, h.sim, results, n, "a%05d", inDoubt)
+	if st := h.d.amic.State(); st.Reconnects < 3 {
+		t.Errorf("%d reconnects, want at least 3", st.Reconnects)
+	}
+	t.Logf("commands %d, results %d, unknown %d (in doubt at the drops ≤ %d), dialed twice 0", n, len(results), unknown, inDoubt)
+}
+
+// redisProc is a redis-server the test owns, so it can stop and restart it
+// with its data (AOF).
+type redisProc struct {
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T, port int, dir string) *redisProc {
+	t.Helper()
+	c := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", filepath.Join(dir, "redis.log"))
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &redisProc{port: port, dir: dir, cmd: c}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %d did not start", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
+}
+
+func (r *redisProc) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+func (r *redisProc) stop(t *testing.T) {
+	r.cmd.Process.Signal(syscall.SIGTERM) // Redis fsyncs the AOF and exits
+	r.cmd.Wait()
+}
+
+// TestRedisRestartMidLoad: Redis is stopped for a few seconds while 3,000
+// commands are in progress, then restarted with its data. The daemon does
+// not exit, keeps its calls' results, and pushes them when Redis is back.
+func TestRedisRestartMidLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed: run by make integration")
+	}
+	t.Parallel()
+	const n = 3000
+	dir := t.TempDir()
+	port := freeTCPPort(t)
+	srv := startRedis(t, port, dir)
+	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, noDaemon: true,
+		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})
+	// Point everything at our own server instead of the harness's.
+	h.s.Redis.Host, h.s.Redis.Port = "127.0.0.1", port
+	h.rdb = redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
+	defer h.rdb.Close()
+	h.mc = multcallsim.New(h.rdb, h.s.Redis.Prefix, testCell, multcallsim.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	go h.mc.RunConfirmer(ctx)
+	h.start()
+
+	if err := h.mc.Push(ctx, faultCommands(n, "r%05d")...); err != nil {
+		t.Fatal(err)
+	}
+	results := map[string][]bridge.Result{}
+	collect := func(k int) {
+		for len(results) < k {
+			rs, err := h.mc.CollectResults(ctx, 1)
+			if err != nil {
+				if ctx.Err() != nil {
+					t.Fatalf("collect: %v (have %d)", err, len(results))
+				}
+				time.Sleep(50 * time.Millisecond) // Redis is down: Multcall waits too
+				continue
+			}
+			results[rs[0].ID] = append(results[rs[0].ID], rs[0])
+		}
+	}
+	collect(1000)
+	srv.stop(t)
+	time.Sleep(3 * time.Second)
+	srv = startRedis(t, port, dir)
+	collect(n)
+	h.quiet(500 * time.Millisecond)
+	unknown := checkSettled(t, h.rdb, h.s.Redis.Prefix, h.sim, results, n, "r%05d", 0)
+	select {
+	case err := <-h.done:
+		t.Fatalf("the daemon exited during the outage: %v", err)
+	default:
+	}
+	t.Logf("commands %d, results %d, unknown %d, dialed twice 0", n, len(results), unknown)
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("go", "run", "../../scripts/freeport").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	fmt.Sscan(string(out), &p)
+	return p
+}
+
+// TestTwoDaemonsOneKilled: two daemons share a cell; one is killed with
+// SIGKILL mid-load; the other settles its orphans, once.
+func TestTwoDaemonsOneKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
+	if addr == "" {
+		t.Skip("needs a real redis-server: run by make integration")
+	}
+	const n = 3000
+	sim, err := amisim.New(amisim.Config{Rules: mustRules(t, faultRules)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	prefix := testPrefix(t)
+	host, port, _ := strings.Cut(addr, ":")
+	settings := filepath.Join(dir, "settings.yaml")
+	os.WriteFile(settings, []byte(fmt.Sprintf(`
+log: {level: info, format: json}
+redis: {host: %s, port: %s, prefix: %s}
+ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
+timeouts: {command_response: 2s, command_ack: 5s, shutdown_grace: 5s}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 1s}
+queues: [{name: "%s", threads: 100}]
+`, host, port, prefix, sim.Port(), testCell)), 0o600)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	mc := multcallsim.New(rdb, prefix, testCell, multcallsim.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	go mc.RunConfirmer(ctx)
+
+	bin := binary(t)
+	logPath := filepath.Join(dir, "daemons.log")
+	a := startProc(t, bin, settings, logPath)
+	b := startProc(t, bin, settings, logPath)
+	if err := mc.Push(ctx, faultCommands(n, "d%05d")...); err != nil {
+		t.Fatal(err)
+	}
+	results := map[string][]bridge.Result{}
+	rs, err := mc.CollectResults(ctx, 800)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		results[r.ID] = append(results[r.ID], r)
+	}
+	before, _ := redisq.ReadDepths(ctx, rdb, redisq.NewKeys(prefix, testCell))
+	a.kill(t)
+	rs, err = mc.CollectResults(ctx, n-800)
+	if err != nil {
+		t.Fatalf("collect: %v (log %s)", err, logPath)
+	}
+	for _, r := range rs {
+		results[r.ID] = append(results[r.ID], r)
+	}
+	b.term(t, 20*time.Second)
+	unknown := checkSettled(t, rdb, prefix, sim, results, n, "d%05d", int(before.Claimed))
+	instances := map[string]int{}
+	for _, r := range results {
+		instances[r[0].Instance]++
+	}
+	if len(instances) != 2 {
+		t.Errorf("results came from %v, want both daemons", instances)
+	}
+	t.Logf("commands %d, results %d, unknown %d, by instance %v, dialed twice 0", n, len(results), unknown, instances)
 }
 
 func mustRules(t *testing.T, s string) []amisim.Rule {
