@@ -137,7 +137,7 @@ func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		if _, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
-			c.log.Error().Err(err).Msg("recovery pass failed; retrying")
+			c.redisHealth.down(err) // logged once per outage, not per pass
 		}
 	}
 }

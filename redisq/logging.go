@@ -16,11 +16,13 @@ type goRedisLogger struct{ log zerolog.Logger }
 func (l goRedisLogger) Printf(_ context.Context, format string, v ...any) {
 	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
 	msg = strings.TrimPrefix(msg, "redis: ")
-	l.log.Warn().Str("component", "go-redis").Msg(msg)
+	// Debug: these repeat on every failed dial while Redis is down; the
+	// daemon's own health tracking logs the outage once per state change.
+	l.log.Debug().Str("component", "go-redis").Msg(msg)
 }
 
 // SetClientLogger routes go-redis' internal log lines, which otherwise go
-// to stderr in their own format, to log at warn level. go-redis has one
+// to stderr in their own format, to log at debug level. go-redis has one
 // logger per process: call it once, at start.
 func SetClientLogger(log zerolog.Logger) {
 	redis.SetLogger(goRedisLogger{log: log})

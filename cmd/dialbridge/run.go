@@ -145,7 +145,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	}
 
 	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance)
-	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, d.log.With().Str("component", "confirm").Logger())
+	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, log) // it adds cell and component itself
 	d.cell = bridge.NewCell(bridge.Options{
 		Cell:            cellName,
 		Instance:        d.instance,
