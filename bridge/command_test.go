@@ -110,6 +110,7 @@ func TestParseCommandInvalid(t *testing.T) {
 		{"too many variables", manyVars, "v", "at most 32"},
 		{"variables over 900 bytes", longVars, "v", "must stay under 900"},
 		{"oversized", big, "", "more than the 65536 allowed"},
+		{"ten megabytes", `{"id":"huge","number":"1","pad":"` + strings.Repeat("\r\n", 5<<20) + `"}`, "", "more than the 65536 allowed"},
 		{"invalid utf8", "{\"id\":\"c1\",\"number\":\"1\",\"caller_id\":\"\xff\"}", "", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
