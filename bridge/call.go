@@ -32,8 +32,10 @@ type Call struct {
 	ReceivedAt  time.Time
 	ConfirmedAt time.Time
 	DialedAt    time.Time
-	AnsweredAt  time.Time
-	EndedAt     time.Time
+	// OriginatedAt is when Asterisk accepted the last Originate (metrics).
+	OriginatedAt time.Time
+	AnsweredAt   time.Time
+	EndedAt      time.Time
 }
 
 // Ack is the message pushed to the ack list.

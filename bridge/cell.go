@@ -101,6 +101,22 @@ type Cell struct {
 
 	redisHealth health
 	claiming    atomic.Bool
+	obs         Observer
+}
+
+// SetObserver sets the metrics observer; call it before Run.
+func (c *Cell) SetObserver(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
+	c.obs = o
+}
+
+// RedisUp reports whether the last Redis step of the cell succeeded.
+func (c *Cell) RedisUp() bool {
+	c.redisHealth.mu.Lock()
+	defer c.redisHealth.mu.Unlock()
+	return !c.redisHealth.bad
 }
 
 // NewCell builds a cell runner. notify may be nil.
@@ -118,6 +134,7 @@ func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, no
 		// daemon on the PBX: instance plus start time plus a sequence.
 		idBase:      "db-" + sanitizeID(opt.Instance) + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36),
 		redisHealth: health{name: "redis", log: log},
+		obs:         nopObserver{},
 	}
 }
 
@@ -214,6 +231,7 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			<-c.slots
 			continue
 		}
+		c.obs.Claimed()
 		c.inFlight.Add(1)
 		wg.Add(1)
 		go func() {

@@ -136,6 +136,8 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 		var refused *RefusedError
 		switch {
 		case err == nil:
+			call.OriginatedAt = time.Now()
+			c.obs.Originated(call.OriginatedAt.Sub(call.ReceivedAt))
 			log.Debug().Int("attempt", call.Attempts).Str("channel_id", call.ChannelID).Msg("originate queued")
 			return c.follow(ctx, log, call, w, ringTimeout)
 		case errors.Is(err, ErrInvalidRequest):
@@ -160,6 +162,7 @@ func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result
 			log.Warn().Int("attempt", call.Attempts).Str("ami_message", refused.Message).Msg("originate refused")
 			if call.Attempts < c.opt.Retries {
 				c.count(ctx, "retries", 1)
+				c.obs.Retried()
 				if !sleepCtx(ctx, c.opt.RetryPause) {
 					return nil
 				}
@@ -396,6 +399,11 @@ func (c *Cell) finish(ctx context.Context, log zerolog.Logger, call *Call, r *Re
 		log.Warn().Str("status", string(r.Status)).Msg("command was already settled elsewhere (recovered by another instance): result not pushed")
 		return
 	}
+	var sinceOriginate time.Duration
+	if !call.OriginatedAt.IsZero() {
+		sinceOriginate = time.Since(call.OriginatedAt)
+	}
+	c.obs.Finished(r.Status, sinceOriginate)
 	ev := log.Info()
 	if r.Status == StatusFailed || r.Status == StatusUnknown {
 		ev = log.Warn()

@@ -208,3 +208,25 @@ var ErrInvalidRequest = errors.New("invalid originate request")
 type RefusedError struct{ Message string }
 
 func (e *RefusedError) Error() string { return "originate refused by Asterisk: " + e.Message }
+
+// Observer hears about the cell's work, for metrics. Every method must be
+// cheap and never block: it is called on the call path.
+type Observer interface {
+	// Claimed: a command was taken from the dial list.
+	Claimed()
+	// Originated: an Originate was accepted by Asterisk, sinceClaim after
+	// the command was claimed.
+	Originated(sinceClaim time.Duration)
+	// Retried: another attempt follows a refused Originate.
+	Retried()
+	// Finished: a result was pushed. sinceOriginate is zero when the call
+	// was never originated.
+	Finished(status Status, sinceOriginate time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Claimed()                       {}
+func (nopObserver) Originated(time.Duration)       {}
+func (nopObserver) Retried()                       {}
+func (nopObserver) Finished(Status, time.Duration) {}

@@ -92,6 +92,18 @@ type Originate struct {
 type Queue struct {
 	Name    string `yaml:"name"`
 	Threads int    `yaml:"threads"`
+	// HTTPListen overrides http.listen for this cell's daemon: every cell
+	// of a host shares the settings file, and each daemon needs its own
+	// port for /metrics and /healthz.
+	HTTPListen string `yaml:"http_listen"`
+}
+
+// HTTPListen is the HTTP address of cell q's daemon ("" = off).
+func (s *Settings) HTTPListen(q Queue) string {
+	if q.HTTPListen != "" {
+		return q.HTTPListen
+	}
+	return s.HTTP.Listen
 }
 
 // Operator of the call queue manager.
@@ -318,6 +330,11 @@ func (s *Settings) Validate() error {
 		seen[q.Name] = true
 		if q.Threads < 1 || q.Threads > 100000 {
 			return fieldErr(f+".threads", "must be 1-100000, got %d", q.Threads)
+		}
+		if q.HTTPListen != "" {
+			if _, _, err := net.SplitHostPort(q.HTTPListen); err != nil {
+				return fieldErr(f+".http_listen", "must be host:port, got %q", q.HTTPListen)
+			}
 		}
 	}
 	if err := s.ACD.validate(); err != nil {
