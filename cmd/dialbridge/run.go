@@ -183,10 +183,13 @@ const acdInboxCap = 100000
 func (f *acdFeed) push(ctx context.Context, command, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	err := redisq.ACDPushEvent(ctx, f.rdb, f.prefix, f.cell, command, id)
-	if err == nil {
-		err = f.rdb.LTrim(ctx, redisq.ACDKey(f.prefix, f.cell, "inbox"), 0, acdInboxCap-1).Err()
-	}
+	// One round trip: the push and the cap.
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if err := redisq.ACDPushEvent(ctx, p, f.prefix, f.cell, command, id); err != nil {
+			return err
+		}
+		return p.LTrim(ctx, redisq.ACDKey(f.prefix, f.cell, "inbox"), 0, acdInboxCap-1).Err()
+	})
 	if err != nil {
 		f.log.Debug().Err(err).Str("id", id).Str("command", command).Msg("queue manager event not delivered")
 	}
