@@ -102,6 +102,13 @@ type Cell struct {
 	redisHealth health
 	claiming    atomic.Bool
 	obs         Observer
+
+	// claimMu is held around each ClaimNext, so ReconcileOwn can read the
+	// claimed list when no BLMOVE is in flight; held counts the claimed
+	// entries our calls hold (by raw bytes: identical copies are counted).
+	claimMu sync.Mutex
+	heldMu  sync.Mutex
+	held    map[string]int
 }
 
 // SetObserver sets the metrics observer; call it before Run.
@@ -135,6 +142,7 @@ func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, no
 		idBase:      "db-" + sanitizeID(opt.Instance) + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36),
 		redisHealth: health{name: "redis", log: log},
 		obs:         nopObserver{},
+		held:        map[string]int{},
 	}
 }
 
@@ -211,7 +219,12 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		// ClaimNext gets callCtx, not ctx: cancelling a BLMOVE mid-flight
 		// could lose the reply of a move Redis already made. It returns
 		// within about a second anyway.
+		c.claimMu.Lock()
 		raw, err := c.store.ClaimNext(callCtx)
+		if raw != nil {
+			c.hold(raw)
+		}
+		c.claimMu.Unlock()
 		if err != nil {
 			<-c.slots
 			if callCtx.Err() != nil {
@@ -236,6 +249,7 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() {
 			defer func() {
+				c.release(raw)
 				c.inFlight.Add(-1)
 				<-c.slots
 				wg.Done()
@@ -247,11 +261,12 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 
 // health logs a dependency's state changes once, not a line per retry.
 type health struct {
-	name string
-	log  zerolog.Logger
-	mu   sync.Mutex
-	bad  bool
-	errs int
+	name    string
+	log     zerolog.Logger
+	mu      sync.Mutex
+	bad     bool
+	errs    int
+	outages atomic.Int64 // transitions to bad, ever
 }
 
 func (h *health) down(err error) {
@@ -260,6 +275,7 @@ func (h *health) down(err error) {
 	h.errs++
 	if !h.bad {
 		h.bad = true
+		h.outages.Add(1)
 		h.log.Error().Err(err).Str("dependency", h.name).Msg(h.name + " unavailable: retrying with backoff")
 	}
 }

@@ -25,6 +25,8 @@ type Recovery interface {
 	AdoptOrphans(ctx context.Context) ([]Orphan, error)
 	// CallState reads the call's status hash (empty when there is none).
 	CallState(ctx context.Context, id string) (map[string]string, error)
+	// ClaimedList reads our own claimed list.
+	ClaimedList(ctx context.Context) ([][]byte, error)
 	// Requeue puts raw back at the front of the dial list (it was first in
 	// line) and removes it from our claimed list, atomically. With
 	// dropHashOf set, the call hash is deleted first when it still belongs
@@ -126,10 +128,13 @@ func callFromHash(cmd *Command, raw []byte, cell, instance string, st map[string
 
 // recoverLoop settles orphans at start and then every period, so that a
 // daemon that dies while we run is recovered too (within its heartbeat TTL
-// plus one period).
+// plus one period). After a Redis outage, and once a minute, it also
+// reconciles our own claimed list (see ReconcileOwn).
 func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
+	seenOutages := c.redisHealth.outages.Load()
+	lastOwn := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,6 +143,70 @@ func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 		}
 		if _, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
 			c.redisHealth.down(err) // logged once per outage, not per pass
+			continue
+		}
+		if o := c.redisHealth.outages.Load(); (o != seenOutages && c.RedisUp()) || time.Since(lastOwn) > time.Minute {
+			if _, err := c.ReconcileOwn(ctx); err != nil {
+				if ctx.Err() == nil {
+					c.redisHealth.down(err)
+				}
+				continue
+			}
+			seenOutages, lastOwn = o, time.Now()
 		}
 	}
+}
+
+// ReconcileOwn settles the entries of our own claimed list that no call of
+// ours holds. There is one way to get such an entry: Redis made a BLMOVE
+// whose reply was lost with the connection (an outage). Every settle step
+// removes the entry with LREM first, so an entry a call settles at the same
+// moment is never settled twice.
+func (c *Cell) ReconcileOwn(ctx context.Context) (int, error) {
+	rec, ok := c.store.(Recovery)
+	if !ok {
+		return 0, nil
+	}
+	// Under the claim lock no BLMOVE is in flight, so every entry of the
+	// list that a call holds is already in the held set.
+	c.claimMu.Lock()
+	list, err := rec.ClaimedList(ctx)
+	held := make(map[string]int, len(list))
+	c.heldMu.Lock()
+	for k, v := range c.held {
+		held[k] = v
+	}
+	c.heldMu.Unlock()
+	c.claimMu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("reconcile own claimed list: %w", err)
+	}
+	settled := 0
+	for _, raw := range list {
+		if held[string(raw)] > 0 {
+			held[string(raw)]--
+			continue
+		}
+		what, err := c.settleOrphan(ctx, rec, Orphan{Raw: raw, Owner: c.opt.Instance})
+		if err != nil {
+			return settled, fmt.Errorf("reconcile own claimed list: %w", err)
+		}
+		c.log.Warn().Str("settled_as", what).Int("bytes", len(raw)).Msg("a claimed command no call held (claim reply lost in a Redis outage) was settled")
+		settled++
+	}
+	return settled, nil
+}
+
+func (c *Cell) hold(raw []byte) {
+	c.heldMu.Lock()
+	c.held[string(raw)]++
+	c.heldMu.Unlock()
+}
+
+func (c *Cell) release(raw []byte) {
+	c.heldMu.Lock()
+	if c.held[string(raw)]--; c.held[string(raw)] <= 0 {
+		delete(c.held, string(raw))
+	}
+	c.heldMu.Unlock()
 }

@@ -111,3 +111,16 @@ func (q *Queue) Requeue(ctx context.Context, raw []byte, id, dropHashOf string) 
 	}
 	return n == 1, nil
 }
+
+// ClaimedList implements bridge.Recovery: our own claimed list.
+func (q *Queue) ClaimedList(ctx context.Context) ([][]byte, error) {
+	items, err := q.rdb.LRange(ctx, q.claimed, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", q.claimed, err)
+	}
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		out[i] = []byte(it)
+	}
+	return out, nil
+}

@@ -47,12 +47,13 @@ type harness struct {
 }
 
 type harnessConfig struct {
-	threads  int
-	rules    string // amisim rule syntax
-	tweak    func(*config.Settings)
-	mcOpt    multcallsim.Options
-	wrap     func(bridge.Store) bridge.Store
-	noDaemon bool
+	threads   int
+	rules     string // amisim rule syntax
+	tweak     func(*config.Settings)
+	mcOpt     multcallsim.Options
+	wrap      func(bridge.Store) bridge.Store
+	noDaemon  bool
+	redisAddr string // default: testRedis
 }
 
 func testSettings(t *testing.T, redisAddr string, amiPort, threads int) *config.Settings {
@@ -77,7 +78,10 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 	if hc.threads == 0 {
 		hc.threads = 50
 	}
-	h := &harness{t: t, addr: testRedis(t)}
+	h := &harness{t: t, addr: hc.redisAddr}
+	if h.addr == "" {
+		h.addr = testRedis(t)
+	}
 	rules, err := amisim.ParseRules(hc.rules)
 	if err != nil {
 		t.Fatalf("rules: %v", err)
@@ -92,7 +96,7 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 	if hc.tweak != nil {
 		hc.tweak(h.s)
 	}
-	h.rdb = redis.NewClient(&redis.Options{Addr: h.addr})
+	h.rdb = redis.NewClient(&redis.Options{Addr: h.addr, MaxRetries: -1})
 	t.Cleanup(func() { h.rdb.Close() })
 	h.mc = multcallsim.New(h.rdb, h.s.Redis.Prefix, testCell, hc.mcOpt)
 	mcCtx, mcStop := context.WithCancel(context.Background())
@@ -788,4 +792,31 @@ func TestRecoversDeadInstance(t *testing.T) {
 		t.Error("the dead instance's claimed list is still there")
 	}
 	h.quiet(300 * time.Millisecond)
+}
+
+// TestReconcileOwnClaimedList: a command in our own claimed list that no
+// call holds (Redis made the BLMOVE, the reply was lost in an outage) is
+// settled by reconciliation: requeued and dialed once.
+func TestReconcileOwnClaimedList(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessConfig{rules: "answer,ring=5ms,talk=10ms"})
+	ctx := context.Background()
+	// A call in progress must not be touched by reconciliation.
+	h.push(cmd("held", "3000"))
+	waitFor(t, 5*time.Second, "claimed", func() bool { return h.hget(h.mc.Keys().Call("held"), "state") != "" })
+	h.rdb.LPush(ctx, h.mc.Keys().Claimed(h.d.instance), cmd("lost-reply", "3001"))
+	n, err := h.d.cell.ReconcileOwn(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("reconciled %d, %v; want the one unheld entry", n, err)
+	}
+	got := h.results(2, 15*time.Second)
+	for _, id := range []string{"held", "lost-reply"} {
+		if rs := got[id]; len(rs) != 1 || rs[0].Status != bridge.StatusAnswered {
+			t.Errorf("%s: %+v", id, rs)
+		}
+	}
+	if on := h.originatesByNumber(); on["3000"] != 1 || on["3001"] != 1 {
+		t.Errorf("originates %v", on)
+	}
+	h.quiet(200 * time.Millisecond)
 }

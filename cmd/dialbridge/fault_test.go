@@ -328,17 +328,10 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	dir := t.TempDir()
 	port := freeTCPPort(t)
 	srv := startRedis(t, port, dir)
-	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, noDaemon: true,
+	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, redisAddr: srv.addr(),
 		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})
-	// Point everything at our own server instead of the harness's.
-	h.s.Redis.Host, h.s.Redis.Port = "127.0.0.1", port
-	h.rdb = redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
-	defer h.rdb.Close()
-	h.mc = multcallsim.New(h.rdb, h.s.Redis.Prefix, testCell, multcallsim.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	go h.mc.RunConfirmer(ctx)
-	h.start()
 
 	if err := h.mc.Push(ctx, faultCommands(n, "r%05d")...); err != nil {
 		t.Fatal(err)
