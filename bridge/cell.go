@@ -244,6 +244,13 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			<-c.slots
 			continue
 		}
+		// The BLMOVE may have been waiting when AMI went down: give the
+		// command back (front of the queue, it was first) rather than
+		// hold it in memory while nothing can be dialed.
+		if !c.dialer.Ready() && c.unclaim(callCtx, raw) {
+			<-c.slots
+			continue
+		}
 		c.obs.Claimed()
 		c.inFlight.Add(1)
 		wg.Add(1)
@@ -350,3 +357,19 @@ func sanitizeID(s string) string {
 
 // Options returns the options in force (defaults applied).
 func (c *Cell) Options() Options { return c.opt }
+
+// unclaim puts a command just claimed back at the front of the dial list.
+// It reports false when the store cannot, or Redis failed: the command is
+// then handled as usual (it waits for AMI up to its ring time).
+func (c *Cell) unclaim(ctx context.Context, raw []byte) bool {
+	rec, ok := c.store.(Recovery)
+	if !ok {
+		return false
+	}
+	ok, err := rec.Requeue(ctx, raw, "", "")
+	if err != nil || !ok {
+		return false
+	}
+	c.release(raw)
+	return true
+}

@@ -820,3 +820,31 @@ func TestReconcileOwnClaimedList(t *testing.T) {
 	}
 	h.quiet(200 * time.Millisecond)
 }
+
+// TestAMIDownAfterClaim: AMI goes away while a claimed call waits for its
+// confirmation. The call waits for AMI at most its ring time, then fails
+// undialed with "AMI unavailable"; nothing new is claimed while AMI is down.
+func TestAMIDownAfterClaim(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessConfig{
+		rules: "answer",
+		mcOpt: multcallsim.Options{ConfirmDelay: 700 * time.Millisecond},
+	})
+	h.push(cmd("w1", "4000", `"timeout_s":1`))
+	waitFor(t, 5*time.Second, "acked", func() bool { return h.hget(h.mc.Keys().Call("w1"), "state") == "acked" })
+	h.sim.Close()
+	waitFor(t, 5*time.Second, "AMI seen down", func() bool { return !h.d.amic.Ready() })
+	h.push(cmd("w2", "4001"))
+	got := h.results(1, 10*time.Second)
+	r := got["w1"]
+	if len(r) != 1 || r[0].Status != bridge.StatusFailed || r[0].Attempts != 0 || !strings.Contains(r[0].Error, "AMI unavailable") {
+		t.Fatalf("w1: %+v", r)
+	}
+	if n := h.sim.OriginateCount(); n != 0 {
+		t.Fatalf("%d originates", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // a claim loop that ignored AMI would have taken w2 by now
+	if l := h.list(h.mc.Keys().Dial()); len(l) != 1 {
+		t.Fatalf("dial list %v: w2 was claimed while AMI was down", l)
+	}
+}
