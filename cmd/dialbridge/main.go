@@ -17,9 +17,11 @@ Usage:
   dialbridge run [--config FILE] <cell>         the daemon for one cell
   dialbridge check-config [--config FILE] [cell]  validate settings and exit
   dialbridge simulate-ami [flags]               a standalone AMI simulator (no PBX needed)
-  dialbridge queue [--config FILE] [--operators A,B]   call queue manager on stdin/stdout
+  dialbridge queue [--config FILE] [--operators A,B] [--cell C]   call queue manager on stdin/stdout
   dialbridge queue serve [--listen ADDR]        call queue manager over TCP
   dialbridge queue client [--addr ADDR]         command line for "queue serve"
+  dialbridge monitor [--redis ADDR] [--cell C] [--once] [--json]   live terminal monitor
+  dialbridge demo [--rate 2] [--duration 0]     everything on an embedded default, monitor on screen
   dialbridge version | --version
 
 Run "dialbridge <command> -h" for the flags of a command.
