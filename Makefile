@@ -7,7 +7,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/dialbridge
 PKGS     := ./...
 
-.PHONY: all build test race vet lint fuzz bench demo integration install clean help
+.PHONY: all build test race vet lint fuzz bench bench-go bench-load demo integration install clean help
+
+BENCH_FLAGS ?=
 
 all: build
 
@@ -15,7 +17,8 @@ help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         vet + all tests with the race detector"
 	@echo "make demo         run everything on an embedded Redis and AMI simulator"
-	@echo "make bench        Go benchmarks of the hot paths"
+	@echo "make bench        Go benchmarks of the hot paths, then the load benchmarks"
+	@echo "make bench-load   dialbridge bench on a scratch redis-server (writes docs/PERFORMANCE.md)"
 	@echo "make fuzz         fuzz the dial command parser for 30s"
 	@echo "make integration  tests against a real redis-server (installs it if missing)"
 
@@ -38,8 +41,15 @@ race: test
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseCommand -fuzztime 30s ./bridge
 
-bench:
+bench: bench-go bench-load
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+
+# Load benchmarks on a scratch redis-server (issue 6): baseline vs end to
+# end, paced latency, calls in flight, ACD; writes docs/PERFORMANCE.md.
+bench-load:
+	./scripts/bench.sh $(BENCH_FLAGS)
 
 demo: build
 	./$(BIN) demo

@@ -1,0 +1,144 @@
+package benchmark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/multcall/dialbridge/ami/amisim"
+	"github.com/multcall/dialbridge/redisq"
+)
+
+// Target is what the daemon under test connects to.
+type Target struct {
+	RedisAddr      string
+	AMIPort        int
+	Prefix, Cell   string
+	Threads        int
+	AMIConnections int    // 0: the settings' default
+	LogPath        string // the daemon's log file (level info, JSON)
+}
+
+// Daemon is one running cell (package main's daemon).
+type Daemon interface {
+	Run(ctx context.Context) error
+	Ready() bool // claiming: AMI and Redis up
+	InFlight() int
+}
+
+// StartFunc builds the daemon for t, as "dialbridge run" does.
+type StartFunc func(ctx context.Context, t Target) (Daemon, error)
+
+// E2EResult is one run of the e2e or paced scenario.
+type E2EResult struct {
+	Calls       int
+	Duration    time.Duration // first push → last result
+	CallsPS     float64
+	ToOriginate Latencies // push → Originate on the AMI wire
+	ToResult    Latencies // push → result read
+	NoOriginate int       // commands never originated (should match non-dialed statuses)
+	Statuses    string
+}
+
+type e2eOptions struct {
+	addr, prefix, cell string
+	n, threads, conns  int
+	rate               float64 // 0: as fast as taken
+	rules              string
+	cpuProfile         string
+	logPath            string
+}
+
+func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, error) {
+	rules, err := amisim.ParseRules(o.rules)
+	if err != nil {
+		return E2EResult{}, err
+	}
+	side := redis.NewClient(&redis.Options{Addr: o.addr, PoolSize: 8, DisableIdentity: true})
+	defer side.Close()
+	defer deleteKeys(context.WithoutCancel(ctx), side, o.prefix) //nolint:errcheck // best effort
+	keys := redisq.NewKeys(o.prefix, o.cell)
+	d := newDriver(side, keys, o.n)
+
+	sim, err := amisim.New(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: time.Second, Logf: d.originated})
+	if err != nil {
+		return E2EResult{}, fmt.Errorf("AMI simulator: %w", err)
+	}
+	defer sim.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	daemonCtx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDaemon()
+	dmn, err := start(daemonCtx, Target{RedisAddr: o.addr, AMIPort: sim.Port(), Prefix: o.prefix, Cell: o.cell,
+		Threads: o.threads, AMIConnections: o.conns, LogPath: o.logPath})
+	if err != nil {
+		return E2EResult{}, fmt.Errorf("start daemon: %w", err)
+	}
+	daemonDone := make(chan error, 1)
+	go func() { daemonDone <- dmn.Run(daemonCtx) }()
+	defer func() {
+		stopDaemon()
+		<-daemonDone
+	}()
+	for deadline := time.Now().Add(15 * time.Second); !dmn.Ready(); {
+		if time.Now().After(deadline) {
+			return E2EResult{}, errors.New("daemon not claiming after 15s")
+		}
+		if !sleepCtx(ctx, 10*time.Millisecond) {
+			return E2EResult{}, ctx.Err()
+		}
+	}
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return E2EResult{}, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return E2EResult{}, err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	goBG := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	goBG(d.confirm)
+	if o.rate > 0 {
+		goBG(func(ctx context.Context) error { return d.pushPaced(ctx, o.rate) })
+	} else {
+		goBG(func(ctx context.Context) error { return d.pushFast(ctx, max(2000, o.threads)) })
+	}
+	err = d.collect(ctx)
+	cancel()
+	wg.Wait()
+	close(errc)
+	for e := range errc {
+		return E2EResult{}, e
+	}
+	if err != nil {
+		return E2EResult{}, err
+	}
+	first, last := d.window()
+	r := E2EResult{Calls: o.n, Duration: last.Sub(first), Statuses: d.statusSummary()}
+	r.CallsPS = float64(o.n) / r.Duration.Seconds()
+	r.ToOriginate, r.ToResult, r.NoOriginate = d.latencies()
+	return r, nil
+}

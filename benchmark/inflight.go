@@ -1,0 +1,200 @@
+package benchmark
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/multcall/dialbridge/ami/amisim"
+	"github.com/multcall/dialbridge/redisq"
+)
+
+// InflightResult is the daemon (a subprocess: the built binary) holding n
+// answered calls.
+type InflightResult struct {
+	Calls            int
+	IdleRSS, RSS     int64 // bytes, VmRSS before the load and with n calls held
+	HWM              int64 // VmHWM at the end
+	Goroutines       int   // with n calls held (from the SIGQUIT dump)
+	Threads          int   // OS threads
+	RSSPerCall       float64
+	GoroutinesPerCal float64
+}
+
+// runInflight starts bin as "bin run --config … <cell>", pushes n commands
+// the simulator answers and never hangs up, waits until all n are live, and
+// reads /proc/<pid>/status; the goroutines are counted in the stack dump
+// the Go runtime writes on SIGQUIT (GOTRACEBACK=all), which also stops it.
+func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int) (InflightResult, error) {
+	rules, _ := amisim.ParseRules("answer,talk=forever")
+	side := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8, DisableIdentity: true})
+	defer side.Close()
+	defer deleteKeys(context.WithoutCancel(ctx), side, prefix) //nolint:errcheck // best effort
+	keys := redisq.NewKeys(prefix, cell)
+	d := newDriver(side, keys, n)
+	sim, err := amisim.New(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		return InflightResult{}, err
+	}
+	defer sim.Close()
+
+	host, port, _ := strings.Cut(addr, ":")
+	settings := filepath.Join(dir, "inflight.yaml")
+	connLine := ""
+	if conns > 0 {
+		connLine = fmt.Sprintf(", connections: %d", conns)
+	}
+	yaml := fmt.Sprintf(`log: {level: info, format: json, location: %q}
+redis: {host: %s, port: %s, prefix: %s}
+ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret%s}
+timeouts: {command_response: 5s, command_ack: 30s, shutdown_grace: 1s}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 30s}
+queues: [{name: %q, threads: %d}]
+`, filepath.Join(dir, "inflight-daemon.log"), host, port, prefix, sim.Port(), connLine, cell, n+100)
+	if err := os.WriteFile(settings, []byte(yaml), 0o600); err != nil {
+		return InflightResult{}, err
+	}
+	var stderr syncBuffer
+	cmd := exec.Command(bin, "run", "--config", settings, cell)
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return InflightResult{}, err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // SIGQUIT exits with 2
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	pid := cmd.Process.Pid
+
+	// Logged in: the event session and every action session.
+	want := 3
+	if conns > 0 {
+		want = conns + 1
+	}
+	for deadline := time.Now().Add(20 * time.Second); sim.Stats().Logins < int64(want); {
+		if time.Now().After(deadline) {
+			return InflightResult{}, fmt.Errorf("daemon did not log in to AMI within 20s: %s", lastLines(stderr.String(), 5))
+		}
+		select {
+		case <-exited:
+			return InflightResult{}, fmt.Errorf("daemon exited: %s", lastLines(stderr.String(), 5))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	var r InflightResult
+	r.Calls = n
+	st, err := procStatus(pid)
+	if err != nil {
+		return r, err
+	}
+	r.IdleRSS = st["VmRSS"]
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go d.confirm(cctx)                //nolint:errcheck // ends with cctx
+	go d.pushFast(cctx, max(2000, n)) //nolint:errcheck // ends with cctx
+	for deadline := time.Now().Add(3 * time.Minute); sim.Stats().InFlight < n; {
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("only %d of %d calls live after 3 minutes", sim.Stats().InFlight, n)
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return r, ctx.Err()
+		}
+	}
+	time.Sleep(2 * time.Second) // MarkAnswered and the queue manager's events settle
+	if st, err = procStatus(pid); err != nil {
+		return r, err
+	}
+	r.RSS, r.HWM, r.Threads = st["VmRSS"], st["VmHWM"], int(st["Threads"])
+	cancel()
+
+	cmd.Process.Signal(syscall.SIGQUIT) //nolint:errcheck // checked through the dump
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		return r, fmt.Errorf("daemon did not exit on SIGQUIT")
+	}
+	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "goroutine ") && strings.HasSuffix(sc.Text(), ":") {
+			r.Goroutines++
+		}
+	}
+	r.RSSPerCall = float64(r.RSS-r.IdleRSS) / float64(n)
+	r.GoroutinesPerCal = float64(r.Goroutines) / float64(n)
+	return r, nil
+}
+
+// procStatus reads /proc/<pid>/status: sizes in bytes, counts as is.
+func procStatus(pid int) (map[string]int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		x, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if len(f) > 1 && f[1] == "kB" {
+			x *= 1024
+		}
+		out[k] = x
+	}
+	return out, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// syncBuffer is a bytes.Buffer safe for the exec copier and the reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

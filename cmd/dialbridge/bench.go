@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/multcall/dialbridge/benchmark"
+	"github.com/multcall/dialbridge/config"
+)
+
+func init() { register("bench", runBench) }
+
+// runBench is "dialbridge bench": the load tool of issue 6 (see
+// docs/PERFORMANCE.md and package benchmark). It needs a real Redis.
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	addr := fs.String("redis", "127.0.0.1:6379", "Redis HOST:PORT (a scratch server: scripts/bench.sh starts one)")
+	n := fs.Int("n", 100000, "commands per baseline and e2e run")
+	rate := fs.Float64("rate", 1000, "offered load of the paced scenario, calls/s")
+	pacedN := fs.Int("paced-n", 0, "commands per paced run (default 10 s of --rate)")
+	inflight := fs.Int("inflight", 10000, "calls held answered in the inflight scenario")
+	runs := fs.Int("runs", 3, "runs of each scenario (the table shows medians)")
+	threads := fs.Int("threads", 1000, "threads of the cell under test (and baseline workers)")
+	conns := fs.Int("ami-connections", 0, "ami.connections of the daemon (0: the default)")
+	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first e2e run to this file")
+	out := fs.String("out", "", "also write the report (Markdown) to this file, e.g. docs/PERFORMANCE.md")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: dialbridge bench [--redis HOST:PORT] [--n 100000] [--rate 1000] [--inflight 10000] [--runs 3] [--only baseline,e2e,paced,inflight,acd]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *n < 1 || *rate <= 0 || *inflight < 1 || *runs < 1 || *threads < 1 {
+		return fail(os.Stderr, exitUsage, "bench: --n, --rate, --inflight, --runs and --threads must be positive")
+	}
+	sel := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		switch s {
+		case "baseline", "e2e", "paced", "inflight", "acd":
+			sel[s] = true
+		default:
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd)", s)
+		}
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return fail(os.Stderr, exitFailure, "bench: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	cfg := benchmark.Config{
+		RedisAddr: *addr, N: *n, Rate: *rate, PacedN: *pacedN, Inflight: *inflight, Runs: *runs,
+		Threads: *threads, AMIConnections: *conns, Outcome: *outcome, Only: sel,
+		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, Progress: os.Stderr,
+	}
+	fmt.Fprintf(os.Stderr, "dialbridge bench: redis %s; %s\n", *addr, benchmark.Machine())
+	rep, err := benchmark.Run(ctx, cfg)
+	if err != nil {
+		return fail(os.Stderr, exitFailure, "bench: %v", err)
+	}
+	cmdline := "dialbridge bench " + strings.Join(args, " ")
+	md := rep.Markdown(cmdline)
+	fmt.Println(rep.Table())
+	if *out != "" {
+		// Hand-written analysis below the marker survives a new run.
+		if old, err := os.ReadFile(*out); err == nil {
+			if i := strings.Index(string(old), benchAnalysisMarker); i >= 0 {
+				md += "\n" + string(old[i:])
+			}
+		}
+		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "dialbridge bench: report written to %s\n", *out)
+	}
+	return exitOK
+}
+
+// benchAnalysisMarker starts the hand-written part of docs/PERFORMANCE.md,
+// kept when the report is written again.
+const benchAnalysisMarker = "<!-- analysis: kept by dialbridge bench --out -->"
+
+// startBenchDaemon builds the real daemon (startDaemon, as "dialbridge run"
+// does) for the bench's Redis and AMI simulator.
+func startBenchDaemon(ctx context.Context, t benchmark.Target) (benchmark.Daemon, error) {
+	host, port, _ := strings.Cut(t.RedisAddr, ":")
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("redis address %q: %w", t.RedisAddr, err)
+	}
+	s := config.Defaults()
+	s.Log = config.Log{Level: "info", Format: "json", Location: t.LogPath}
+	if t.LogPath == "" {
+		s.Log.Location = filepath.Join(os.TempDir(), "dialbridge-bench.log")
+	}
+	s.Redis.Host, s.Redis.Port, s.Redis.Prefix = host, p, t.Prefix
+	s.AMI.Port, s.AMI.Username, s.AMI.Secret = t.AMIPort, "dialbridge", "secret"
+	if t.AMIConnections > 0 {
+		s.AMI.Connections = t.AMIConnections
+	}
+	s.Originate = config.Originate{Channel: "PJSIP/{number}@trunk", Context: "agents", Exten: "s", Priority: 1, Timeout: config.Duration(30 * time.Second)}
+	s.Timeouts.ShutdownGrace = config.Duration(2 * time.Second)
+	s.Queues = []config.Queue{{Name: t.Cell, Threads: t.Threads}}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	log, _, err := newLogger(s.Log, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	d, err := startDaemon(ctx, &s, t.Cell, log)
+	if err != nil {
+		return nil, err
+	}
+	return benchDaemon{d}, nil
+}
+
+type benchDaemon struct{ d *daemon }
+
+func (b benchDaemon) Run(ctx context.Context) error { return b.d.Run(ctx) }
+func (b benchDaemon) Ready() bool                   { return b.d.cell.Claiming() }
+func (b benchDaemon) InFlight() int                 { return b.d.cell.InFlight() }
