@@ -59,8 +59,13 @@ integration:
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/dialbridge
-	install -D -m 0640 configs/settings.yaml $(DESTDIR)/etc/dialbridge/settings.yaml
+	[ -e $(DESTDIR)/etc/dialbridge/settings.yaml ] || install -D -m 0640 configs/settings.yaml $(DESTDIR)/etc/dialbridge/settings.yaml
 	install -D -m 0644 scripts/dialbridge@.service $(DESTDIR)/etc/systemd/system/dialbridge@.service
+	install -D -m 0644 scripts/logrotate.dialbridge $(DESTDIR)/etc/logrotate.d/dialbridge
+	install -d -m 0750 $(DESTDIR)/var/log/dialbridge
+	install -d $(DESTDIR)/usr/local/share/doc/dialbridge && install -m 0644 README.md docs/*.md $(DESTDIR)/usr/local/share/doc/dialbridge/
+	@id dialbridge >/dev/null 2>&1 || echo "create the service user: useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dialbridge"
+	@echo "then: chown root:dialbridge /etc/dialbridge/settings.yaml; chown dialbridge:dialbridge /var/log/dialbridge; systemctl daemon-reload; systemctl enable --now dialbridge@<cell>"
 
 clean:
 	rm -rf bin

@@ -31,7 +31,7 @@ func (c *Cell) handle(ctx context.Context, raw []byte) {
 		State:      StateAcked,
 		ReceivedAt: received,
 	}
-	log := c.log.With().Str("id", cmd.ID).Logger()
+	log := callLog{l: &c.log, id: cmd.ID}
 
 	// Register for the confirmation before the ACK exists: Multcall may
 	// answer faster than Begin returns.
@@ -88,7 +88,7 @@ func (c *Cell) handle(ctx context.Context, raw []byte) {
 
 // dial makes the Originate attempts and follows the call to its outcome.
 // It returns nil only on a hard stop.
-func (c *Cell) dial(ctx context.Context, log zerolog.Logger, call *Call) *Result {
+func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 	cmd := call.Cmd
 	ringTimeout := cmd.Timeout(c.opt.RingTimeout)
 	// The command waits for AMI at most its ring time, then fails undialed.
@@ -211,7 +211,7 @@ func (c *Cell) originateRequest(call *Call, ringTimeout time.Duration) Originate
 
 // follow waits for the outcome of an originate Asterisk accepted, and for an
 // answered call, for its end.
-func (c *Cell) follow(ctx context.Context, log zerolog.Logger, call *Call, w Watch, ringTimeout time.Duration) *Result {
+func (c *Cell) follow(ctx context.Context, log callLog, call *Call, w Watch, ringTimeout time.Duration) *Result {
 	defer w.Close()
 	var t tracker
 	// Asterisk sends the OriginateResponse by the ring timeout at the
@@ -384,7 +384,7 @@ func (c *Cell) failedResult(call *Call, t *tracker) *Result {
 
 // finish pushes the result; it only gives up on a hard stop, leaving the
 // command claimed for recovery.
-func (c *Cell) finish(ctx context.Context, log zerolog.Logger, call *Call, r *Result) {
+func (c *Cell) finish(ctx context.Context, log callLog, call *Call, r *Result) {
 	call.State = StateDone
 	var settled bool
 	err := c.persist(ctx, "finish "+r.ID, func(ctx context.Context) (err error) {
@@ -456,3 +456,14 @@ func checkCallCode(code string) error {
 	}
 	return nil
 }
+
+// callLog logs with the call's id. It replaces a per-call Logger.With,
+// which copied the logger's context for every call in flight.
+type callLog struct {
+	l  *zerolog.Logger
+	id string
+}
+
+func (c callLog) Debug() *zerolog.Event { return c.l.Debug().Str("id", c.id) }
+func (c callLog) Info() *zerolog.Event  { return c.l.Info().Str("id", c.id) }
+func (c callLog) Warn() *zerolog.Event  { return c.l.Warn().Str("id", c.id) }

@@ -79,6 +79,12 @@ func Dial(ctx context.Context, opts DialOptions) (*redis.Client, error) {
 		WriteTimeout:    WriteTimeout,
 		PoolSize:        PoolSize(opts.Threads, opts.Cells),
 		DisableIdentity: true, // no CLIENT SETINFO: older servers and miniredis refuse it
+		// Our messages are small (a command is ~100 bytes); go-redis's
+		// default 32 KiB per direction per connection cost 21 MB of heap
+		// at 256 connections (docs/PERFORMANCE.md). Larger replies still
+		// work: the buffer is not a limit.
+		ReadBufferSize:  4 << 10,
+		WriteBufferSize: 4 << 10,
 	}
 	if opts.TLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}

@@ -62,6 +62,11 @@ type Queue struct {
 	mu      sync.Mutex
 	pending map[*bridge.Result]string
 
+	// acdInbox ("" = off) is the queue manager's inbox, fed by
+	// MarkAnswered and Finish; acdCap bounds it.
+	acdInbox string
+	acdCap   int
+
 	// scannedOnce: the first recovery pass also SCANs for claimed lists of
 	// instances missing from the instance set.
 	scannedOnce atomic.Bool
@@ -80,6 +85,26 @@ func WithCallTTL(d time.Duration) QueueOption {
 			q.callTTL = d
 		}
 	}
+}
+
+// WithACDInbox makes MarkAnswered and Finish feed the cell's call queue
+// manager (docs/ACD.md) in the same Lua step: {"command":"call"} when a
+// call is answered, {"command":"hangup"} when its result is pushed. The
+// inbox keeps the newest maxLen events, so a cell run without a queue
+// manager does not grow it forever.
+func WithACDInbox(maxLen int) QueueOption {
+	return func(q *Queue) {
+		if maxLen > 0 {
+			q.acdInbox = q.keys.Base() + "acd:inbox"
+			q.acdCap = maxLen
+		}
+	}
+}
+
+// acdEventJSON is the inbox message format of ACDPushEvent.
+func acdEventJSON(command, id string) string {
+	b, _ := json.Marshal(acdEvent{Command: command, ID: id})
+	return string(b)
 }
 
 // WithResultTTL sets how long a call hash lives after its result (default
@@ -211,6 +236,20 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 // by Finish. A hash already "done" is left unchanged.
 func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 	id := c.Cmd.ID
+	if q.acdInbox != "" {
+		// State and the queue manager's "call" event in one step: the
+		// event is pushed once, on the change to answered.
+		args := []any{ttlSeconds(q.callTTL), c.Token, acdEventJSON("call", id), q.acdCap,
+			"state", string(bridge.StateAnswered),
+			"answered_at", bridge.FormatTime(c.AnsweredAt),
+			"channel", c.Channel,
+			"uniqueid", c.ChannelID,
+		}
+		if err := answeredScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.acdInbox}, args...).Err(); err != nil {
+			return fmt.Errorf("mark answered %s: %w", id, err)
+		}
+		return nil
+	}
 	args := []any{
 		"", ttlSeconds(q.callTTL), c.Token,
 		"state", string(bridge.StateAnswered),
@@ -249,9 +288,15 @@ func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool,
 		keys = append(keys, q.keys.Settled(nonce))
 	}
 	body := r.JSON()
-	args := make([]any, 0, 6+2*18)
+	args := make([]any, 0, 8+2*18)
 	args = append(args, raw, body, string(r.Status), boolArg(owns),
 		ttlSeconds(q.resultTTL), ttlSeconds(settledMarkerTTL))
+	// The queue manager hears that an answered call ended in the same step.
+	if q.acdInbox != "" && r.Status == bridge.StatusAnswered && r.ID != "" {
+		args = append(args, acdEventJSON("hangup", r.ID), q.acdCap)
+	} else {
+		args = append(args, "", 0)
+	}
 	if owns {
 		args = append(args,
 			"state", string(bridge.StateDone),

@@ -107,3 +107,44 @@ func TestRequeue(t *testing.T) {
 		t.Fatal("originating hash dropped")
 	}
 }
+
+// WithACDInbox: the queue manager hears "call" once when a call is answered
+// (also when MarkAnswered is retried) and "hangup" once with its result.
+func TestACDInboxFedInTheSameStep(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	k := NewKeys("dialbridge", rqCell)
+	q := NewQueue(rdb, "dialbridge", rqCell, rqInst, WithACDInbox(3))
+	raw := rqRaw("a1")
+	c := rqCall("a1", raw, "tok-a1")
+	rdb.LPush(ctx, k.Claimed(rqInst), raw)
+	if _, err := q.Begin(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := q.MarkAnswered(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := rqResult("a1", "answered")
+	for i := 0; i < 2; i++ {
+		if _, err := q.Finish(ctx, raw, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inbox, _ := m.List(k.Base() + "acd:inbox")
+	want := []string{`{"command":"hangup","id":"a1"}`, `{"command":"call","id":"a1"}`}
+	if fmt.Sprint(inbox) != fmt.Sprint(want) {
+		t.Fatalf("inbox %v, want %v", inbox, want)
+	}
+	// The cap keeps the newest events.
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("b%d", i)
+		raw := rqRaw(id)
+		rdb.LPush(ctx, k.Claimed(rqInst), raw)
+		q.Finish(ctx, raw, rqResult(id, "answered"))
+	}
+	if inbox, _ := m.List(k.Base() + "acd:inbox"); len(inbox) != 3 || inbox[0] != `{"command":"hangup","id":"b4"}` {
+		t.Fatalf("capped inbox %v", inbox)
+	}
+}

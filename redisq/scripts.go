@@ -72,7 +72,11 @@ return 1
 //	KEYS[5] (optional) settled:<nonce> marker of this settle operation
 //	ARGV[1] raw   ARGV[2] result JSON   ARGV[3] status   ARGV[4] "1" if the
 //	status owns the call hash   ARGV[5] hash TTL (s)   ARGV[6] marker TTL (s)
-//	ARGV[7…] field, value, … for the hash
+//	ARGV[7] queue manager event ("" = none)   ARGV[8] inbox cap
+//	ARGV[9…] field, value, … for the hash
+//
+// The queue manager's inbox is P:{C}:acd:inbox, derived from KEYS[4]
+// (P:{C}:stats): same hash tag, same Cluster slot.
 //
 // Returns 1 settled, 0 already settled (nothing changed):
 //   - the marker exists: this very operation already ran (lost reply);
@@ -87,8 +91,13 @@ local owns = ARGV[4] == '1'
 if owns and redis.call('HGET', KEYS[3], 'state') == 'done' then return 0 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
+if ARGV[7] ~= '' then
+  local inbox = string.sub(KEYS[4], 1, -6) .. 'acd:inbox'
+  redis.call('LPUSH', inbox, ARGV[7])
+  redis.call('LTRIM', inbox, 0, tonumber(ARGV[8]) - 1)
+end
 if owns then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+  redis.call('HSET', KEYS[3], unpack(ARGV, 9))
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
@@ -158,4 +167,28 @@ if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('LLEN', KEYS[3]) == 0 then
   return 1
 end
 return 0
+`)
+
+// answeredScript is markScript for the change to "answered" when the queue
+// manager is fed: the state and the "call" event in one step, the event
+// only on the change (a retry does not push it twice).
+//
+//	KEYS[1] call:<id>   KEYS[2] acd:inbox
+//	ARGV[1] safety TTL (s)   ARGV[2] token ("" = do not check)
+//	ARGV[3] event JSON   ARGV[4] inbox cap   ARGV[5…] field, value, …
+//
+// Returns 1 done, 0 hash already done, -1 not ours.
+var answeredScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'state', 'token')
+if v[1] == 'done' then return 0 end
+if ARGV[2] ~= '' and v[2] ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+if v[1] ~= 'answered' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+end
+return 1
 `)

@@ -73,6 +73,19 @@ func runDaemon(args []string) int {
 		}
 		return fail(os.Stderr, exitUsage, "%v", err)
 	}
+	// HTTP API, metrics, systemd readiness and watchdog (docs/OPERATIONS.md).
+	stopOps, err := startOps(ctx, d)
+	if err != nil {
+		if s.Log.Location != "-" {
+			log.Error().Err(err).Msg("cannot start")
+		}
+		return fail(os.Stderr, exitUsage, "%v", err) // address in use, bad certificate: a human must fix it
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopOps(sctx)
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("stopped on error")
 		return exitFailure
@@ -144,7 +157,9 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		return nil, err
 	}
 
-	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance)
+	// The queue manager is fed inside the Lua steps of the call (no extra
+	// round trip); see redisq.WithACDInbox.
+	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap))
 	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, log) // it adds cell and component itself
 	d.cell = bridge.NewCell(bridge.Options{
 		Cell:            cellName,
@@ -159,7 +174,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		Retries:         s.Retries,
 		ACKTimeout:      s.Timeouts.CommandACK.D(),
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
-	}, o.wrap(d.queue), d.router, d.amic, &acdFeed{rdb: d.rdb, prefix: s.Redis.Prefix, cell: cellName, log: d.log}, d.log)
+	}, o.wrap(d.queue), d.router, d.amic, nil, d.log)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
 		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started}
@@ -168,35 +183,9 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	return d, nil
 }
 
-// acdFeed hands answered calls to the cell's call queue manager (docs/ACD.md)
-// through its inbox list. Best effort: the call's result never waits on it
-// for long. The inbox is capped so that a cell run without a queue manager
-// does not grow it forever; the oldest events go first.
-type acdFeed struct {
-	rdb          *redis.Client
-	prefix, cell string
-	log          zerolog.Logger
-}
-
+// acdInboxCap bounds the queue manager's inbox: the newest events are kept,
+// so a cell run without a queue manager does not grow it forever.
 const acdInboxCap = 100000
-
-func (f *acdFeed) push(ctx context.Context, command, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	// One round trip: the push and the cap.
-	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if err := redisq.ACDPushEvent(ctx, p, f.prefix, f.cell, command, id); err != nil {
-			return err
-		}
-		return p.LTrim(ctx, redisq.ACDKey(f.prefix, f.cell, "inbox"), 0, acdInboxCap-1).Err()
-	})
-	if err != nil {
-		f.log.Debug().Err(err).Str("id", id).Str("command", command).Msg("queue manager event not delivered")
-	}
-}
-
-func (f *acdFeed) CallAnswered(ctx context.Context, id string) { f.push(ctx, "call", id) }
-func (f *acdFeed) CallEnded(ctx context.Context, id string)    { f.push(ctx, "hangup", id) }
 
 // daemonOptions are hooks for tests.
 type daemonOptions struct {
