@@ -251,19 +251,66 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			<-c.slots
 			continue
 		}
-		c.obs.Claimed()
-		c.inFlight.Add(1)
-		wg.Add(1)
-		go func() {
-			defer func() {
-				c.release(raw)
-				c.inFlight.Add(-1)
-				<-c.slots
-				wg.Done()
-			}()
-			c.handle(callCtx, raw)
-		}()
+		c.start(callCtx, raw, wg)
+		c.claimBatch(ctx, callCtx, wg)
 	}
+}
+
+// maxBatch bounds one ClaimMore.
+const maxBatch = 63
+
+// claimBatch drains a backlog: it takes the slots that are free right now
+// (without waiting) and claims that many more commands in one round trip.
+func (c *Cell) claimBatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
+	bc, ok := c.store.(BatchClaimer)
+	if !ok || ctx.Err() != nil || !c.dialer.Ready() {
+		return
+	}
+	n := 0
+	for n < maxBatch {
+		select {
+		case c.slots <- struct{}{}:
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	if n == 0 {
+		return
+	}
+	c.claimMu.Lock()
+	more, err := bc.ClaimMore(callCtx, n)
+	for _, raw := range more {
+		c.hold(raw)
+	}
+	c.claimMu.Unlock()
+	if err != nil {
+		c.redisHealth.down(err)
+	}
+	for _, raw := range more {
+		c.start(callCtx, raw, wg)
+	}
+	for i := len(more); i < n; i++ {
+		<-c.slots
+	}
+}
+
+// start runs one claimed command on its own goroutine; the caller holds a
+// slot for it and has recorded it as held.
+func (c *Cell) start(callCtx context.Context, raw []byte, wg *sync.WaitGroup) {
+	c.obs.Claimed()
+	c.inFlight.Add(1)
+	wg.Add(1)
+	go func() {
+		defer func() {
+			c.release(raw)
+			c.inFlight.Add(-1)
+			<-c.slots
+			wg.Done()
+		}()
+		c.handle(callCtx, raw)
+	}()
 }
 
 // health logs a dependency's state changes once, not a line per retry.

@@ -59,6 +59,17 @@ type Store interface {
 	Count(ctx context.Context, field string, n int64) error
 }
 
+// BatchClaimer is implemented by stores that can claim several commands in
+// one round trip. After a blocking ClaimNext returns one command, the cell
+// takes as many more as it has free slots, so a backlog drains at the cost
+// of one round trip per batch instead of one per command.
+type BatchClaimer interface {
+	// ClaimMore moves up to n more commands from dial to our claimed list
+	// without blocking. Commands it returns are claimed even if it also
+	// returns an error.
+	ClaimMore(ctx context.Context, n int) ([][]byte, error)
+}
+
 // Confirmation is Multcall's answer to our ACK.
 type Confirmation struct {
 	ID       string

@@ -173,6 +173,35 @@ func (q *Queue) ClaimNext(ctx context.Context) ([]byte, error) {
 	return []byte(s), nil
 }
 
+// ClaimMore implements bridge.BatchClaimer: up to n more commands, without
+// blocking, in one round trip (a pipeline of LMOVEs: each is atomic, so a
+// command is in dial or in our claimed list, never lost between them). It
+// returns fewer when the dial list runs dry.
+func (q *Queue) ClaimMore(ctx context.Context, n int) ([][]byte, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.StringCmd, n)
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.LMove(ctx, q.keys.Dial(), q.claimed, "RIGHT", "LEFT")
+		}
+		return nil
+	})
+	out := make([][]byte, 0, n)
+	for _, c := range cmds {
+		if s, e := c.Result(); e == nil {
+			out = append(out, []byte(s))
+		}
+	}
+	// Moves that succeeded are returned even when others failed: they are
+	// in our claimed list and must be handled.
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, fmt.Errorf("claim more from %s: %w", q.keys.Dial(), err)
+	}
+	return out, nil
+}
+
 // Begin implements bridge.Store with beginScript. The hash gets id, cell,
 // instance, number, state=acked, received_at, attempts=0, token and raw (the
 // command as claimed, for crash recovery), and the safety TTL.

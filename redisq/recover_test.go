@@ -148,3 +148,30 @@ func TestACDInboxFedInTheSameStep(t *testing.T) {
 		t.Fatalf("capped inbox %v", inbox)
 	}
 }
+
+// ClaimMore moves the oldest commands first and stops when dial runs dry.
+func TestClaimMore(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	k := NewKeys("dialbridge", rqCell)
+	q := NewQueue(rdb, "dialbridge", rqCell, rqInst)
+	for i := 0; i < 3; i++ {
+		rdb.LPush(ctx, k.Dial(), fmt.Sprintf("c%d", i)) // c0 is the oldest
+	}
+	got, err := q.ClaimMore(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || string(got[0]) != "c0" || string(got[2]) != "c2" {
+		t.Fatalf("claimed %q", got)
+	}
+	if l, _ := m.List(k.Claimed(rqInst)); len(l) != 3 {
+		t.Fatalf("claimed list %v", l)
+	}
+	if m.Exists(k.Dial()) {
+		t.Fatal("dial not drained")
+	}
+	if got, err := q.ClaimMore(ctx, 2); err != nil || len(got) != 0 {
+		t.Fatalf("on an empty list: %q %v", got, err)
+	}
+}

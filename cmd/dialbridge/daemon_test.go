@@ -398,6 +398,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 type concurrencyStore struct {
 	bridge.Store
 	cur, max atomic.Int64
+	batched  atomic.Int64 // commands claimed by ClaimMore
 }
 
 func (s *concurrencyStore) ClaimNext(ctx context.Context) ([]byte, error) {
@@ -412,6 +413,26 @@ func (s *concurrencyStore) ClaimNext(ctx context.Context) ([]byte, error) {
 		}
 	}
 	return raw, err
+}
+
+func (s *concurrencyStore) add(n int64) {
+	c := s.cur.Add(n)
+	for {
+		m := s.max.Load()
+		if c <= m || s.max.CompareAndSwap(m, c) {
+			return
+		}
+	}
+}
+
+// ClaimMore keeps batch claiming on (the real store has it) and measured.
+func (s *concurrencyStore) ClaimMore(ctx context.Context, n int) ([][]byte, error) {
+	more, err := s.Store.(bridge.BatchClaimer).ClaimMore(ctx, n)
+	s.add(int64(len(more)))
+	if len(more) > 0 {
+		s.batched.Add(int64(len(more)))
+	}
+	return more, err
 }
 
 func (s *concurrencyStore) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool, error) {
@@ -453,6 +474,9 @@ func TestThreadsNeverExceeded(t *testing.T) {
 		t.Fatalf("%d calls in progress at once, threads is %d", m, threads)
 	} else if m < threads {
 		t.Fatalf("at most %d calls at once: the burst never filled the %d threads, so the bound was not exercised", m, threads)
+	}
+	if cs.batched.Load() == 0 {
+		t.Fatal("no command was claimed in a batch: batch claiming was not exercised")
 	}
 }
 
