@@ -261,9 +261,14 @@ func (c *Cell) follow(ctx context.Context, log callLog, call *Call, w Watch, rin
 					call.AnsweredAt = t.answeredAt()
 					call.Channel = t.channel
 					log.Debug().Str("channel", t.channel).Msg("answered")
-					c.persist(ctx, "mark answered "+call.Cmd.ID, func(ctx context.Context) error { //nolint:errcheck // on hard stop the result is skipped below
-						return c.store.MarkAnswered(ctx, call)
-					})
+					// Already over (a short call whose events came together):
+					// the result follows at once, and Finish records the
+					// answer too. Otherwise the hash shows the conversation.
+					if !t.ended() {
+						c.persist(ctx, "mark answered "+call.Cmd.ID, func(ctx context.Context) error { //nolint:errcheck // on hard stop the result is skipped below
+							return c.store.MarkAnswered(ctx, call)
+						})
+					}
 					if c.notify != nil {
 						c.notify.CallAnswered(ctx, call.Cmd.ID)
 					}

@@ -72,7 +72,8 @@ return 1
 //	KEYS[5] (optional) settled:<nonce> marker of this settle operation
 //	ARGV[1] raw   ARGV[2] result JSON   ARGV[3] status   ARGV[4] "1" if the
 //	status owns the call hash   ARGV[5] hash TTL (s)   ARGV[6] marker TTL (s)
-//	ARGV[7] queue manager event ("" = none)   ARGV[8] inbox cap
+//	ARGV[7] queue manager "hangup" event ("" = none; a "call" event is
+//	pushed first when the hash never said "answered")   ARGV[8] inbox cap
 //	ARGV[9…] field, value, … for the hash
 //
 // The queue manager's inbox is P:{C}:acd:inbox, derived from KEYS[4]
@@ -93,6 +94,11 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 if ARGV[7] ~= '' then
   local inbox = string.sub(KEYS[4], 1, -6) .. 'acd:inbox'
+  -- A call that ended before it was marked answered (MarkAnswered was
+  -- skipped) never told the queue manager: "call" first, then "hangup".
+  if redis.call('HGET', KEYS[3], 'state') ~= 'answered' then
+    redis.call('LPUSH', inbox, (string.gsub(ARGV[7], '"hangup"', '"call"', 1)))
+  end
   redis.call('LPUSH', inbox, ARGV[7])
   redis.call('LTRIM', inbox, 0, tonumber(ARGV[8]) - 1)
 end
