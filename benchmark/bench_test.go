@@ -36,7 +36,7 @@ func startTestDaemon(ctx context.Context, t Target) (Daemon, error) {
 	router := redisq.NewConfirmRouter(rdb, t.Prefix, t.Cell, "t1", zerolog.Nop())
 	cell := bridge.NewCell(bridge.Options{Cell: t.Cell, Instance: "t1", Threads: t.Threads,
 		ChannelTemplate: "PJSIP/{number}@trunk", Context: "agents", Exten: "s", ShutdownGrace: 2 * time.Second},
-		q, router, amic, nil, zerolog.Nop())
+		q, router, amic, zerolog.Nop())
 	return &testDaemon{rdb: rdb, amic: amic, router: router, cell: cell}, nil
 }
 

@@ -76,13 +76,6 @@ func (o *Options) defaults() {
 	}
 }
 
-// Notifier hears about answered calls; the call queue manager is fed by it.
-// Calls must not block for long: the call's goroutine makes them.
-type Notifier interface {
-	CallAnswered(ctx context.Context, id string)
-	CallEnded(ctx context.Context, id string)
-}
-
 // Cell runs the call path of one cell: it claims commands while AMI is up
 // and fewer than Threads calls are in progress, and drives each call from
 // claim to its one result.
@@ -91,7 +84,7 @@ type Cell struct {
 	store    Store
 	confirms Confirmations
 	dialer   Dialer
-	notify   Notifier
+	rec      Recovery // nil when the store cannot recover (then recovery is off)
 	log      zerolog.Logger
 
 	slots    chan struct{} // one token per call in progress
@@ -126,15 +119,16 @@ func (c *Cell) RedisUp() bool {
 	return !c.redisHealth.bad
 }
 
-// NewCell builds a cell runner. notify may be nil.
-func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, notify Notifier, log zerolog.Logger) *Cell {
+// NewCell builds a cell runner.
+func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, log zerolog.Logger) *Cell {
 	opt.defaults()
+	rec, _ := store.(Recovery)
 	return &Cell{
 		opt:      opt,
 		store:    store,
 		confirms: confirms,
 		dialer:   dialer,
-		notify:   notify,
+		rec:      rec,
 		log:      log,
 		slots:    make(chan struct{}, opt.Threads),
 		// Asterisk needs ChannelIds unique among live channels, across every
@@ -409,11 +403,10 @@ func (c *Cell) Options() Options { return c.opt }
 // It reports false when the store cannot, or Redis failed: the command is
 // then handled as usual (it waits for AMI up to its ring time).
 func (c *Cell) unclaim(ctx context.Context, raw []byte) bool {
-	rec, ok := c.store.(Recovery)
-	if !ok {
+	if c.rec == nil {
 		return false
 	}
-	ok, err := rec.Requeue(ctx, raw, "", "")
+	ok, err := c.rec.Requeue(ctx, raw, "", "")
 	if err != nil || !ok {
 		return false
 	}

@@ -47,7 +47,7 @@ func (c *Cell) handle(ctx context.Context, raw []byte) {
 	}
 	if dup {
 		r := call.Result(StatusDuplicate)
-		r.Error = "a call with this id was already received for this cell; not dialed again"
+		r.Error = duplicateError
 		c.finish(ctx, log, call, r)
 		return
 	}
@@ -104,14 +104,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 				return nil
 			}
 			if err != nil {
-				r := call.Result(StatusFailed)
-				r.Error = "AMI unavailable"
-				if lastErr != nil && !strings.HasPrefix(lastErr.Error(), "AMI unavailable") {
-					r.Error += ": " + lastErr.Error()
-				} else if lastErr != nil {
-					r.Error = lastErr.Error()
-				}
-				return r
+				return amiUnavailable(call, lastErr)
 			}
 		}
 
@@ -153,9 +146,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 				return nil
 			}
 			if time.Now().After(amiDeadline) {
-				r := call.Result(StatusFailed)
-				r.Error = err.Error() // ErrNotWritten's text begins "AMI unavailable"
-				return r
+				return amiUnavailable(call, err)
 			}
 		case errors.As(err, &refused):
 			lastErr = err
@@ -269,9 +260,6 @@ func (c *Cell) follow(ctx context.Context, log callLog, call *Call, w Watch, rin
 							return c.store.MarkAnswered(ctx, call)
 						})
 					}
-					if c.notify != nil {
-						c.notify.CallAnswered(ctx, call.Cmd.ID)
-					}
 				}
 				if !t.endedAt.IsZero() {
 					startSettle()
@@ -369,9 +357,6 @@ func (c *Cell) answeredResult(call *Call, t *tracker) *Result {
 	r := call.Result(StatusAnswered)
 	r.Reason = t.reason
 	r.Cause, r.CauseText = t.cause, t.causeText
-	if c.notify != nil {
-		c.notify.CallEnded(context.Background(), call.Cmd.ID)
-	}
 	return r
 }
 
@@ -445,6 +430,25 @@ func (c *Cell) count(ctx context.Context, field string, n int64) {
 	if err := c.store.Count(ctx, field, n); err != nil {
 		c.log.Debug().Err(err).Str("field", field).Msg("counter not updated")
 	}
+}
+
+// duplicateError is the error of a duplicate result.
+const duplicateError = "a call with this id was already received for this cell; not dialed again"
+
+// amiUnavailable is the result of a call that waited its ring time for AMI
+// and was never dialed. lastErr (ErrNotWritten's text already begins
+// "AMI unavailable") says what the last try met, when there was one.
+func amiUnavailable(call *Call, lastErr error) *Result {
+	r := call.Result(StatusFailed)
+	switch {
+	case lastErr == nil:
+		r.Error = "AMI unavailable"
+	case strings.HasPrefix(lastErr.Error(), "AMI unavailable"):
+		r.Error = lastErr.Error()
+	default:
+		r.Error = "AMI unavailable: " + lastErr.Error()
+	}
+	return r
 }
 
 // checkCallCode keeps the call code safe inside the comma-separated Variable

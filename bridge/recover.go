@@ -50,11 +50,10 @@ var ErrNotOwner = errors.New("call no longer owned by this claim (settled by rec
 //
 // It returns how many commands it settled.
 func (c *Cell) Recover(ctx context.Context) (int, error) {
-	rec, ok := c.store.(Recovery)
-	if !ok {
+	if c.rec == nil {
 		return 0, nil
 	}
-	orphans, err := rec.AdoptOrphans(ctx)
+	orphans, err := c.rec.AdoptOrphans(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("adopt orphans: %w", err)
 	}
@@ -63,7 +62,7 @@ func (c *Cell) Recover(ctx context.Context) (int, error) {
 	}
 	counts := map[string]int{}
 	for _, o := range orphans {
-		what, err := c.settleOrphan(ctx, rec, o)
+		what, err := c.settleOrphan(ctx, o)
 		if err != nil {
 			// Left in our claimed list: the next pass (or our successor) retries.
 			return 0, fmt.Errorf("settle orphan of %s: %w", o.Owner, err)
@@ -78,7 +77,8 @@ func (c *Cell) Recover(ctx context.Context) (int, error) {
 	return len(orphans), nil
 }
 
-func (c *Cell) settleOrphan(ctx context.Context, rec Recovery, o Orphan) (string, error) {
+func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
+	rec := c.rec
 	cmd, perr := ParseCommand(o.Raw)
 	if perr != nil {
 		c.bury(ctx, o.Raw, perr, time.Now())
@@ -96,7 +96,7 @@ func (c *Cell) settleOrphan(ctx context.Context, rec Recovery, o Orphan) (string
 	case st["instance"] != o.Owner || st["state"] == string(StateDone):
 		r := call.Result(StatusDuplicate)
 		r.CallCode, r.Attempts, r.Uniqueid = "", 0, ""
-		r.Error = "a call with this id was already received for this cell; not dialed again"
+		r.Error = duplicateError
 		_, err = c.store.Finish(ctx, o.Raw, r)
 		return "duplicate", err
 	case st["state"] == string(StateAcked):
@@ -163,14 +163,13 @@ func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 // removes the entry with LREM first, so an entry a call settles at the same
 // moment is never settled twice.
 func (c *Cell) ReconcileOwn(ctx context.Context) (int, error) {
-	rec, ok := c.store.(Recovery)
-	if !ok {
+	if c.rec == nil {
 		return 0, nil
 	}
 	// Under the claim lock no BLMOVE is in flight, so every entry of the
 	// list that a call holds is already in the held set.
 	c.claimMu.Lock()
-	list, err := rec.ClaimedList(ctx)
+	list, err := c.rec.ClaimedList(ctx)
 	held := make(map[string]int, len(list))
 	c.heldMu.Lock()
 	for k, v := range c.held {
@@ -187,7 +186,7 @@ func (c *Cell) ReconcileOwn(ctx context.Context) (int, error) {
 			held[string(raw)]--
 			continue
 		}
-		what, err := c.settleOrphan(ctx, rec, Orphan{Raw: raw, Owner: c.opt.Instance})
+		what, err := c.settleOrphan(ctx, Orphan{Raw: raw, Owner: c.opt.Instance})
 		if err != nil {
 			return settled, fmt.Errorf("reconcile own claimed list: %w", err)
 		}

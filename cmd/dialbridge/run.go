@@ -174,7 +174,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		Retries:         s.Retries,
 		ACKTimeout:      s.Timeouts.CommandACK.D(),
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
-	}, o.wrap(d.queue), d.router, d.amic, nil, d.log)
+	}, o.wrap(d.queue), d.router, d.amic, d.log)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
 		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started}
