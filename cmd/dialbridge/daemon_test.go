@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,13 +218,7 @@ func cmd(id, number string, extra ...string) string {
 	return s + "}"
 }
 
-func (h *harness) originatesByNumber() map[string]int {
-	n := map[string]int{}
-	for _, o := range h.sim.Originates() {
-		n[o.Number]++
-	}
-	return n
-}
+func (h *harness) originatesByNumber() map[string]int { return originatesByNumber(h.sim) }
 
 // TestEveryStatus produces each status of the contract end to end.
 func TestEveryStatus(t *testing.T) {
@@ -697,12 +692,15 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
+// freePort is a TCP port nothing listens on (the kernel's choice for port 0).
 func freePort(t *testing.T) int {
-	mr := miniredis.RunT(t)
-	_, p, _ := strings.Cut(mr.Addr(), ":")
-	mr.Close()
-	n, _ := strconv.Atoi(p)
-	return n
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestBinaryStartFailureIsOneLine runs the built binary: a bad setting gives

@@ -112,11 +112,7 @@ func TestKill9MidLoad(t *testing.T) {
 	if addr == "" {
 		t.Skip("needs a real redis-server: run by make integration")
 	}
-	sim, err := amisim.New(amisim.Config{
-		Rules: mustRules(t, "suffix=5:busy,ring=20ms;suffix=6:noanswer;suffix=7:congestion,ring=10ms;suffix=8:hangup,cause=21,ring=30ms;"+
-			"suffix=9:refuse;answer,ring=20ms,talk=400ms"),
-		MaxRecords: 0,
-	})
+	sim, err := amisim.New(amisim.Config{Rules: mustRules(t, faultRules)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,16 +120,7 @@ func TestKill9MidLoad(t *testing.T) {
 
 	dir := t.TempDir()
 	prefix := testPrefix(t)
-	host, port, _ := strings.Cut(addr, ":")
-	settings := filepath.Join(dir, "settings.yaml")
-	os.WriteFile(settings, []byte(fmt.Sprintf(`
-log: {level: info, format: json}
-redis: {host: %s, port: %s, prefix: %s}
-ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
-timeouts: {command_response: 2s, command_ack: 5s, shutdown_grace: 5s}
-originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 1s}
-queues: [{name: "%s", threads: 200}]
-`, host, port, prefix, sim.Port(), testCell)), 0o600)
+	settings := writeFaultSettings(t, dir, addr, prefix, sim.Port(), 200)
 
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
@@ -146,11 +133,7 @@ queues: [{name: "%s", threads: 200}]
 	logPath := filepath.Join(dir, "daemon.log")
 	p1 := startProc(t, bin, settings, logPath)
 
-	cmds := make([][]byte, n)
-	for i := range cmds {
-		cmds[i] = multcallsim.Command(fmt.Sprintf("k%05d", i), fmt.Sprintf("5511%06d", i))
-	}
-	if err := mc.Push(ctx, cmds...); err != nil {
+	if err := mc.Push(ctx, faultCommands(n, "k%05d")...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -326,7 +309,7 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	dir := t.TempDir()
-	port := freeTCPPort(t)
+	port := freePort(t)
 	srv := startRedis(t, port, dir)
 	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, redisAddr: srv.addr(),
 		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})
@@ -365,15 +348,23 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	t.Logf("commands %d, results %d, unknown %d, dialed twice 0", n, len(results), unknown)
 }
 
-func freeTCPPort(t *testing.T) int {
+// writeFaultSettings writes the settings the fault tests run the binary with.
+func writeFaultSettings(t *testing.T, dir, redisAddr, prefix string, amiPort, threads int) string {
 	t.Helper()
-	out, err := exec.Command("go", "run", "../../scripts/freeport").Output()
+	host, port, _ := strings.Cut(redisAddr, ":")
+	path := filepath.Join(dir, "settings.yaml")
+	err := os.WriteFile(path, []byte(fmt.Sprintf(`
+log: {level: info, format: json}
+redis: {host: %s, port: %s, prefix: %s}
+ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
+timeouts: {command_response: 2s, command_ack: 5s, shutdown_grace: 5s}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 1s}
+queues: [{name: "%s", threads: %d}]
+`, host, port, prefix, amiPort, testCell, threads)), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p int
-	fmt.Sscan(string(out), &p)
-	return p
+	return path
 }
 
 // TestTwoDaemonsOneKilled: two daemons share a cell; one is killed with
@@ -394,16 +385,7 @@ func TestTwoDaemonsOneKilled(t *testing.T) {
 	defer sim.Close()
 	dir := t.TempDir()
 	prefix := testPrefix(t)
-	host, port, _ := strings.Cut(addr, ":")
-	settings := filepath.Join(dir, "settings.yaml")
-	os.WriteFile(settings, []byte(fmt.Sprintf(`
-log: {level: info, format: json}
-redis: {host: %s, port: %s, prefix: %s}
-ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
-timeouts: {command_response: 2s, command_ack: 5s, shutdown_grace: 5s}
-originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 1s}
-queues: [{name: "%s", threads: 100}]
-`, host, port, prefix, sim.Port(), testCell)), 0o600)
+	settings := writeFaultSettings(t, dir, addr, prefix, sim.Port(), 100)
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	mc := multcallsim.New(rdb, prefix, testCell, multcallsim.Options{})
