@@ -144,16 +144,36 @@ func runBaseline(ctx context.Context, addr, prefix, cell string, n, threads, cla
 }
 
 func baselineCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, raw string) error {
-	// The id is in the raw command; no JSON parsing (no bridge logic).
+	id := rawID(raw)
+	call := keys.Call(id)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if err := baselineBegin(ctx, rdb, keys, call, id, raw, now); err != nil {
+		return err
+	}
+	if err := baselineMarkDialing(ctx, rdb, call, now); err != nil {
+		return err
+	}
+	return baselineAnswerFinish(ctx, rdb, keys, claimed, call, id, raw, now)
+}
+
+// The steps of one call with no bridge logic: the same round trips the
+// bridge makes, as plain commands. Both baselines (throughput and the paced
+// chain) are made of them.
+
+// rawID takes the id out of a command built by multcallsim.Command
+// ({"id":"…",…}) without JSON parsing.
+func rawID(raw string) string {
 	id := raw[7:]
 	for i := 0; i < len(id); i++ {
 		if id[i] == '"' {
-			id = id[:i]
-			break
+			return id[:i]
 		}
 	}
-	call := keys.Call(id)
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+	return id
+}
+
+// baselineBegin: status hash and ACK, one round trip.
+func baselineBegin(ctx context.Context, rdb *redis.Client, keys redisq.Keys, call, id, raw, now string) error {
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, call, "id", id, "state", "acked", "received_at", now, "raw", raw)
 		p.LPush(ctx, keys.Ack(), `{"id":"`+id+`","cell":"bench","instance":"baseline","received_at":"`+now+`"}`)
@@ -162,13 +182,24 @@ func baselineCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, clai
 	if err != nil {
 		return fmt.Errorf("baseline begin: %w", err)
 	}
+	return nil
+}
+
+// baselineMarkDialing: the state written before an originate.
+func baselineMarkDialing(ctx context.Context, rdb *redis.Client, call, now string) error {
 	if err := rdb.HSet(ctx, call, "state", "originating", "dialed_at", now).Err(); err != nil {
 		return fmt.Errorf("baseline mark dialing: %w", err)
 	}
+	return nil
+}
+
+// baselineAnswerFinish: the answered state, then the result with the
+// removal from the claimed list.
+func baselineAnswerFinish(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, call, id, raw, now string) error {
 	if err := rdb.HSet(ctx, call, "state", "answered", "answered_at", now).Err(); err != nil {
 		return fmt.Errorf("baseline mark answered: %w", err)
 	}
-	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.LRem(ctx, claimed, 1, raw)
 		p.LPush(ctx, keys.Results(), `{"id":"`+id+`","status":"answered"}`)
 		p.HSet(ctx, call, "state", "done", "ended_at", now)

@@ -124,26 +124,15 @@ func runBaselineChain(ctx context.Context, addr, prefix, cell string, n, threads
 }
 
 func chainCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, raw string, d *driver, waiters *sync.Map) error {
-	id := raw[7:]
-	for i := 0; i < len(id); i++ {
-		if id[i] == '"' {
-			id = id[:i]
-			break
-		}
-	}
+	id := rawID(raw)
 	idx, _ := indexOfID(id)
 	confirmed := make(chan struct{})
 	waiters.Store(id, confirmed)
 	defer waiters.Delete(id)
 	call := keys.Call(id)
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, call, "id", id, "state", "acked", "received_at", now, "raw", raw)
-		p.LPush(ctx, keys.Ack(), `{"id":"`+id+`","cell":"bench","instance":"baseline","received_at":"`+now+`"}`)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("baseline begin: %w", err)
+	if err := baselineBegin(ctx, rdb, keys, call, id, raw, now); err != nil {
+		return err
 	}
 	select {
 	case <-confirmed:
@@ -152,23 +141,11 @@ func chainCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("baseline: no confirmation for %s", id)
 	}
-	if err := rdb.HSet(ctx, call, "state", "originating", "dialed_at", now).Err(); err != nil {
-		return fmt.Errorf("baseline mark dialing: %w", err)
+	if err := baselineMarkDialing(ctx, rdb, call, now); err != nil {
+		return err
 	}
 	if idx < d.n {
 		d.origAt[idx].CompareAndSwap(0, time.Now().UnixNano())
 	}
-	if err := rdb.HSet(ctx, call, "state", "answered", "answered_at", now).Err(); err != nil {
-		return fmt.Errorf("baseline mark answered: %w", err)
-	}
-	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.LRem(ctx, claimed, 1, raw)
-		p.LPush(ctx, keys.Results(), `{"id":"`+id+`","status":"answered"}`)
-		p.HSet(ctx, call, "state", "done", "ended_at", now)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("baseline finish: %w", err)
-	}
-	return nil
+	return baselineAnswerFinish(ctx, rdb, keys, claimed, call, id, raw, now)
 }
