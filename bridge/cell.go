@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/multcall/dialbridge/internal/retry"
 )
 
 // Options of one cell's bridge.
@@ -92,7 +94,7 @@ type Cell struct {
 	seq      atomic.Uint64
 	idBase   string // unique per process: prefix of ChannelIDs and ActionIDs
 
-	redisHealth health
+	redisHealth *retry.Health
 	claiming    atomic.Bool
 	obs         Observer
 
@@ -114,9 +116,7 @@ func (c *Cell) SetObserver(o Observer) {
 
 // RedisUp reports whether the last Redis step of the cell succeeded.
 func (c *Cell) RedisUp() bool {
-	c.redisHealth.mu.Lock()
-	defer c.redisHealth.mu.Unlock()
-	return !c.redisHealth.bad
+	return !c.redisHealth.IsDown()
 }
 
 // NewCell builds a cell runner.
@@ -134,7 +134,7 @@ func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, lo
 		// Asterisk needs ChannelIds unique among live channels, across every
 		// daemon on the PBX: instance plus start time plus a sequence.
 		idBase:      "db-" + sanitizeID(opt.Instance) + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36),
-		redisHealth: health{name: "redis", log: log},
+		redisHealth: retry.NewHealth("redis", log),
 		obs:         nopObserver{},
 		held:        map[string]int{},
 	}
@@ -225,15 +225,15 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 				return
 			}
 			c.claiming.Store(false)
-			c.redisHealth.down(err)
-			backoff = nextBackoff(backoff)
-			if !sleepCtx(ctx, backoff) {
+			c.redisHealth.Down(err)
+			backoff = retry.Next(backoff)
+			if !retry.Sleep(ctx, backoff) {
 				return
 			}
 			continue
 		}
 		backoff = 0
-		c.redisHealth.up()
+		c.redisHealth.Up()
 		if raw == nil {
 			<-c.slots
 			continue
@@ -280,7 +280,7 @@ func (c *Cell) claimBatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 	}
 	c.claimMu.Unlock()
 	if err != nil {
-		c.redisHealth.down(err)
+		c.redisHealth.Down(err)
 	}
 	for _, raw := range more {
 		c.start(callCtx, raw, wg)
@@ -307,59 +307,6 @@ func (c *Cell) start(callCtx context.Context, raw []byte, wg *sync.WaitGroup) {
 	}()
 }
 
-// health logs a dependency's state changes once, not a line per retry.
-type health struct {
-	name    string
-	log     zerolog.Logger
-	mu      sync.Mutex
-	bad     bool
-	errs    int
-	outages atomic.Int64 // transitions to bad, ever
-}
-
-func (h *health) down(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.errs++
-	if !h.bad {
-		h.bad = true
-		h.outages.Add(1)
-		h.log.Error().Err(err).Str("dependency", h.name).Msg(h.name + " unavailable: retrying with backoff")
-	}
-}
-
-func (h *health) up() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.bad {
-		h.bad = false
-		h.log.Info().Str("dependency", h.name).Int("failed_tries", h.errs).Msg(h.name + " available again")
-		h.errs = 0
-	}
-}
-
-func nextBackoff(d time.Duration) time.Duration {
-	const min, max = 50 * time.Millisecond, 2 * time.Second
-	if d < min {
-		return min
-	}
-	if d *= 2; d > max {
-		return max
-	}
-	return d
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // persist runs a Redis step until it succeeds or ctx ends. A call never gives
 // up on Redis: its result must reach Redis eventually (Redis outage), and
 // the steps are idempotent so a retry after a lost reply is safe.
@@ -368,7 +315,7 @@ func (c *Cell) persist(ctx context.Context, what string, op func(context.Context
 	for {
 		err := op(ctx)
 		if err == nil {
-			c.redisHealth.up()
+			c.redisHealth.Up()
 			return nil
 		}
 		if errors.Is(err, ErrNotOwner) {
@@ -377,9 +324,9 @@ func (c *Cell) persist(ctx context.Context, what string, op func(context.Context
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		c.redisHealth.down(fmt.Errorf("%s: %w", what, err))
-		backoff = nextBackoff(backoff)
-		if !sleepCtx(ctx, backoff) {
+		c.redisHealth.Down(fmt.Errorf("%s: %w", what, err))
+		backoff = retry.Next(backoff)
+		if !retry.Sleep(ctx, backoff) {
 			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/multcall/dialbridge/internal/retry"
 )
 
 // handle drives one claimed command to its one result (contract section 2):
@@ -142,7 +144,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 			// Not an attempt in Asterisk's eyes: nothing was sent.
 			call.Attempts--
 			lastErr = err
-			if !sleepCtx(ctx, c.opt.RetryPause) {
+			if !retry.Sleep(ctx, c.opt.RetryPause) {
 				return nil
 			}
 			if time.Now().After(amiDeadline) {
@@ -154,7 +156,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 			if call.Attempts < c.opt.Retries {
 				c.count(ctx, "retries", 1)
 				c.obs.Retried()
-				if !sleepCtx(ctx, c.opt.RetryPause) {
+				if !retry.Sleep(ctx, c.opt.RetryPause) {
 					return nil
 				}
 			}

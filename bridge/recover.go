@@ -133,7 +133,7 @@ func callFromHash(cmd *Command, raw []byte, cell, instance string, st map[string
 func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
-	seenOutages := c.redisHealth.outages.Load()
+	seenOutages := c.redisHealth.Outages()
 	lastOwn := time.Now()
 	for {
 		select {
@@ -142,13 +142,13 @@ func (c *Cell) recoverLoop(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		if _, err := c.Recover(ctx); err != nil && ctx.Err() == nil {
-			c.redisHealth.down(err) // logged once per outage, not per pass
+			c.redisHealth.Down(err) // logged once per outage, not per pass
 			continue
 		}
-		if o := c.redisHealth.outages.Load(); (o != seenOutages && c.RedisUp()) || time.Since(lastOwn) > time.Minute {
+		if o := c.redisHealth.Outages(); (o != seenOutages && c.RedisUp()) || time.Since(lastOwn) > time.Minute {
 			if _, err := c.ReconcileOwn(ctx); err != nil {
 				if ctx.Err() == nil {
-					c.redisHealth.down(err)
+					c.redisHealth.Down(err)
 				}
 				continue
 			}

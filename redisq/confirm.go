@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/retry"
 )
 
 // Limits of a confirmation message.
@@ -28,10 +29,8 @@ const (
 	forwardListTTL     = 5 * time.Minute // private list left by a dead instance
 	routerShards       = 64              // registration map shards
 	handBackBuffer     = 1024            // confirmations handed back by waiters
-	routerMinBackoff   = 50 * time.Millisecond
-	routerMaxBackoff   = 2 * time.Second
-	routerLogRate      = 5  // warn lines per second per kind …
-	routerLogBurst     = 10 // … with this burst
+	routerLogRate      = 5               // warn lines per second per kind …
+	routerLogBurst     = 10              // … with this burst
 	routerFlushTimeout = 2 * time.Second
 )
 
@@ -64,7 +63,7 @@ type ConfirmRouter struct {
 
 	invalidLog logLimiter
 	unknownLog logLimiter
-	health     downLogger
+	health     *retry.Health
 
 	// backlog holds messages popped from Redis whose handling needs Redis
 	// and failed: they are handled first on the next turn.
@@ -118,7 +117,7 @@ func NewConfirmRouter(rdb *redis.Client, prefix, cell, instance string, log zero
 		invalidLog: logLimiter{rate: routerLogRate, burst: routerLogBurst},
 		unknownLog: logLimiter{rate: routerLogRate, burst: routerLogBurst},
 	}
-	r.health = downLogger{log: r.log, what: "redis"}
+	r.health = retry.NewHealth("redis", r.log)
 	for i := range r.shards {
 		r.shards[i].m = make(map[string][]*waiter)
 	}
@@ -245,14 +244,14 @@ func (r *ConfirmRouter) Run(ctx context.Context) error {
 		err := r.turn(ctx)
 		if err == nil {
 			backoff = 0
-			r.health.up()
+			r.health.Up()
 			continue
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		r.health.down(err)
-		backoff = nextRouterBackoff(backoff)
+		r.health.Down(err)
+		backoff = retry.Next(backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -494,8 +493,8 @@ func (r *ConfirmRouter) handBackLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				r.health.down(err)
-				backoff = nextRouterBackoff(backoff)
+				r.health.Down(err)
+				backoff = retry.Next(backoff)
 				t := time.NewTimer(backoff)
 				select {
 				case <-t.C:
@@ -617,16 +616,6 @@ func isReplyError(err error) bool {
 	return true
 }
 
-func nextRouterBackoff(d time.Duration) time.Duration {
-	if d < routerMinBackoff {
-		return routerMinBackoff
-	}
-	if d *= 2; d > routerMaxBackoff {
-		return routerMaxBackoff
-	}
-	return d
-}
-
 // logLimiter is a token bucket for log lines: rate per second, burst at
 // most; it counts the lines it suppressed and reports them with the next
 // line it allows.
@@ -659,35 +648,4 @@ func (l *logLimiter) allow(now time.Time) (bool, int64) {
 	s := l.suppressed
 	l.suppressed = 0
 	return true, s
-}
-
-// downLogger logs a dependency's state changes once: the first error of an
-// outage, and the recovery.
-type downLogger struct {
-	log  zerolog.Logger
-	what string
-
-	mu     sync.Mutex
-	isDown bool
-	errs   int
-}
-
-func (h *downLogger) down(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.errs++
-	if !h.isDown {
-		h.isDown = true
-		h.log.Error().Err(err).Str("dependency", h.what).Msg(h.what + " unavailable: retrying with backoff")
-	}
-}
-
-func (h *downLogger) up() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.isDown {
-		h.isDown = false
-		h.log.Info().Str("dependency", h.what).Int("failed_tries", h.errs).Msg(h.what + " available again")
-		h.errs = 0
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/retry"
 )
 
 // Heartbeat defaults.
@@ -51,7 +52,7 @@ type Heartbeat struct {
 	started  time.Time
 	host     string
 	log      zerolog.Logger
-	health   downLogger
+	health   *retry.Health
 }
 
 // NewHeartbeat builds the heartbeat of instance. info is called at every
@@ -73,7 +74,7 @@ func NewHeartbeat(rdb *redis.Client, keys Keys, instance string, info func() Hea
 		info: info, ttl: ttl, every: every, started: time.Now(), host: host,
 		log: zerolog.Nop(),
 	}
-	h.health = downLogger{log: h.log, what: "redis"}
+	h.health = retry.NewHealth("redis", h.log)
 	return h
 }
 
@@ -81,7 +82,7 @@ func NewHeartbeat(rdb *redis.Client, keys Keys, instance string, info func() Hea
 // Call it before Run.
 func (h *Heartbeat) SetLogger(log zerolog.Logger) {
 	h.log = log.With().Str("component", "heartbeat").Logger()
-	h.health = downLogger{log: h.log, what: "redis"}
+	h.health = retry.NewHealth("redis", h.log)
 }
 
 // Key is the heartbeat's key.
@@ -135,9 +136,9 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			h.health.down(err)
+			h.health.Down(err)
 		} else {
-			h.health.up()
+			h.health.Up()
 		}
 		select {
 		case <-ctx.Done():
