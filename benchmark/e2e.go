@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/ami/amisim"
+	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -91,7 +92,7 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 		if time.Now().After(deadline) {
 			return E2EResult{}, errors.New("daemon not claiming after 15s")
 		}
-		if !sleepCtx(ctx, 10*time.Millisecond) {
+		if !retry.Sleep(ctx, 10*time.Millisecond) {
 			return E2EResult{}, ctx.Err()
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/ami/amisim"
+	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -116,7 +117,7 @@ queues: [{name: %q, threads: %d}]
 		if time.Now().After(deadline) {
 			return r, fmt.Errorf("only %d of %d calls live after 3 minutes", sim.Stats().InFlight, n)
 		}
-		if !sleepCtx(ctx, 50*time.Millisecond) {
+		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return r, ctx.Err()
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -91,7 +92,7 @@ const pushBatch = 256
 func (d *driver) pushFast(ctx context.Context, window int) error {
 	for i := 0; i < d.n; {
 		if int(d.pushed.Load()-d.acked.Load()) >= window {
-			if !sleepCtx(ctx, 100*time.Microsecond) {
+			if !retry.Sleep(ctx, 100*time.Microsecond) {
 				return ctx.Err()
 			}
 			continue
@@ -116,7 +117,7 @@ func (d *driver) pushPaced(ctx context.Context, rate float64) error {
 			due = d.n
 		}
 		if due <= i {
-			if !sleepCtx(ctx, time.Until(start.Add(time.Duration(i)*every))) {
+			if !retry.Sleep(ctx, time.Until(start.Add(time.Duration(i)*every))) {
 				return ctx.Err()
 			}
 			continue
@@ -288,20 +289,6 @@ func (d *driver) statusSummary() string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ", ")
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // deleteKeys removes every key of a run (SCAN + UNLINK), so that runs do

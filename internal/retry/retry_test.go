@@ -32,7 +32,10 @@ func TestSleepEndsWithContext(t *testing.T) {
 	if Sleep(ctx, time.Hour) {
 		t.Fatal("Sleep ran out on a cancelled context")
 	}
-	if !Sleep(context.Background(), time.Millisecond) {
+	if Sleep(ctx, 0) {
+		t.Fatal("Sleep(0) ran out on a cancelled context")
+	}
+	if !Sleep(context.Background(), time.Millisecond) || !Sleep(context.Background(), -time.Second) {
 		t.Fatal("Sleep did not run out")
 	}
 }
