@@ -1,5 +1,7 @@
 package acd
 
+import "container/heap"
+
 import "time"
 
 // operator is one operator of the floor.
@@ -31,14 +33,35 @@ type call struct {
 	mark     uint64
 }
 
-// opHeap is a min-heap of available operators by rank.
+// opHeap is a min-heap (container/heap) of available operators by rank;
+// each operator knows its index, so one can be removed in O(log n).
 type opHeap []*operator
 
-func (h *opHeap) push(o *operator) {
+func (h opHeap) Len() int           { return len(h) }
+func (h opHeap) Less(i, j int) bool { return h[i].rank < h[j].rank }
+func (h opHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+
+// Push and Pop are for container/heap; use push and remove.
+func (h *opHeap) Push(x any) {
+	o := x.(*operator)
 	o.heapIdx = len(*h)
 	*h = append(*h, o)
-	h.up(o.heapIdx)
 }
+
+func (h *opHeap) Pop() any {
+	s := *h
+	o := s[len(s)-1]
+	s[len(s)-1] = nil
+	*h = s[:len(s)-1]
+	o.heapIdx = -1
+	return o
+}
+
+func (h *opHeap) push(o *operator)   { heap.Push(h, o) }
+func (h *opHeap) remove(o *operator) { heap.Remove(h, o.heapIdx) }
 
 func (h *opHeap) min() *operator {
 	if len(*h) == 0 {
@@ -47,59 +70,8 @@ func (h *opHeap) min() *operator {
 	return (*h)[0]
 }
 
-func (h *opHeap) remove(o *operator) {
-	i := o.heapIdx
-	s := *h
-	last := len(s) - 1
-	if i != last {
-		s[i] = s[last]
-		s[i].heapIdx = i
-	}
-	s[last] = nil
-	*h = s[:last]
-	o.heapIdx = -1
-	if i != last {
-		if !h.down(i) {
-			h.up(i)
-		}
-	}
-}
-
-func (h opHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if h[p].rank <= h[i].rank {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		h[p].heapIdx, h[i].heapIdx = p, i
-		i = p
-	}
-}
-
-func (h opHeap) down(i int) bool {
-	start := i
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && h[r].rank < h[l].rank {
-			c = r
-		}
-		if h[i].rank <= h[c].rank {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		h[i].heapIdx, h[c].heapIdx = i, c
-		i = c
-	}
-	return i != start
-}
-
-// callHeap is a min-heap of ringing calls by (deadline, seq).
+// callHeap is a min-heap (container/heap) of ringing calls by (deadline,
+// seq); each call knows its index.
 type callHeap []*call
 
 func ringLess(a, b *call) bool {
@@ -109,69 +81,37 @@ func ringLess(a, b *call) bool {
 	return a.seq < b.seq
 }
 
-func (h *callHeap) push(c *call) {
+func (h callHeap) Len() int           { return len(h) }
+func (h callHeap) Less(i, j int) bool { return ringLess(h[i], h[j]) }
+func (h callHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].ringIdx, h[j].ringIdx = i, j
+}
+
+// Push and Pop are for container/heap; use push and remove.
+func (h *callHeap) Push(x any) {
+	c := x.(*call)
 	c.ringIdx = len(*h)
 	*h = append(*h, c)
-	h.up(c.ringIdx)
 }
+
+func (h *callHeap) Pop() any {
+	s := *h
+	c := s[len(s)-1]
+	s[len(s)-1] = nil
+	*h = s[:len(s)-1]
+	c.ringIdx = -1
+	return c
+}
+
+func (h *callHeap) push(c *call)   { heap.Push(h, c) }
+func (h *callHeap) remove(c *call) { heap.Remove(h, c.ringIdx) }
 
 func (h *callHeap) min() *call {
 	if len(*h) == 0 {
 		return nil
 	}
 	return (*h)[0]
-}
-
-func (h *callHeap) remove(c *call) {
-	i := c.ringIdx
-	s := *h
-	last := len(s) - 1
-	if i != last {
-		s[i] = s[last]
-		s[i].ringIdx = i
-	}
-	s[last] = nil
-	*h = s[:last]
-	c.ringIdx = -1
-	if i != last {
-		if !h.down(i) {
-			h.up(i)
-		}
-	}
-}
-
-func (h callHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !ringLess(h[i], h[p]) {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		h[p].ringIdx, h[i].ringIdx = p, i
-		i = p
-	}
-}
-
-func (h callHeap) down(i int) bool {
-	start := i
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && ringLess(h[r], h[l]) {
-			c = r
-		}
-		if !ringLess(h[c], h[i]) {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		h[i].ringIdx, h[c].ringIdx = i, c
-		i = c
-	}
-	return i != start
 }
 
 // callList is the waiting queue: a doubly linked list through the calls,
