@@ -16,115 +16,158 @@ import (
 	"github.com/multcall/dialbridge/monitor/acdserver"
 )
 
-// ACDEvents measures events/s of the queue manager's state machine for
-// about d: the workload of monitor/acd's BenchmarkEvents (1,000 busy
-// operators of all tiers, 100,000 calls waiting; rounds of six events: an
-// answered call hangs up and its operator takes the head of the queue, the
-// operator rejects it, answers it, a random waiting call hangs up, two new
-// calls join the back).
-func ACDEvents(d time.Duration) (float64, error) {
-	const nOps, nWaiting = 1000, 100_000
-	cfg := make([]acd.Operator, nOps)
-	opIDs := make([]string, nOps)
+// acdFloor is the workload of the ACD core measurement: 1,000 busy
+// operators of all tiers and 100,000 calls waiting. Each round of six
+// events: an answered call hangs up (its operator takes the head of the
+// queue), the operator rejects it (delivered again to the same operator),
+// answers it, a random waiting call hangs up (unlinked from the middle of
+// the queue), and two new calls join the back. The floor's size stays
+// constant. Used by ACDEvents ("dialbridge bench") and BenchmarkACDEvents.
+type acdFloor struct {
+	m        *acd.Machine
+	opIDs    []string
+	ids      []string
+	state    []uint8 // per call id number: acdFree, acdWaiting, acdTaken
+	opCall   []int   // id number of each operator's call
+	freeList []int
+	r        *rand.Rand
+	now      time.Time
+	k        int // operator of the current round
+	i        int // events so far
+}
+
+const (
+	acdOps, acdWaitingCalls = 1000, 100_000
+	acdPool                 = acdOps + acdWaitingCalls + 1024
+)
+
+const (
+	acdFree = iota
+	acdWaiting
+	acdTaken
+)
+
+func newACDFloor() (*acdFloor, error) {
+	f := &acdFloor{
+		opIDs:  make([]string, acdOps),
+		ids:    make([]string, acdPool),
+		state:  make([]uint8, acdPool),
+		opCall: make([]int, acdOps),
+		r:      rand.New(rand.NewPCG(1, 2)),
+		now:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+	cfg := make([]acd.Operator, acdOps)
 	for i := range cfg {
-		opIDs[i] = "op" + strconv.Itoa(i)
-		cfg[i] = acd.Operator{ID: opIDs[i], Tier: acd.Tier(i % 3)}
+		f.opIDs[i] = "op" + strconv.Itoa(i)
+		cfg[i] = acd.Operator{ID: f.opIDs[i], Tier: acd.Tier(i % 3)}
 	}
-	m, err := acd.New(cfg, 10*time.Second)
-	if err != nil {
-		return 0, err
+	var err error
+	if f.m, err = acd.New(cfg, 10*time.Second); err != nil {
+		return nil, err
 	}
-	const pool = nOps + nWaiting + 1024
-	ids := make([]string, pool)
-	for i := range ids {
-		ids[i] = "c" + strconv.Itoa(i)
+	for i := range f.ids {
+		f.ids[i] = "c" + strconv.Itoa(i)
 	}
-	const (
-		free = iota
-		waiting
-		taken
-	)
-	state := make([]uint8, pool)
-	opCall := make([]int, nOps)
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	next := 0
-	for range nOps {
-		msgs, err := m.Call(ids[next], now)
+	for range acdOps {
+		msgs, err := f.m.Call(f.ids[next], f.now)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		op := msgs[1].Operator
 		k, _ := strconv.Atoi(op[2:])
-		if _, err := m.Answer(op, now); err != nil {
-			return 0, err
+		if _, err := f.m.Answer(op, f.now); err != nil {
+			return nil, err
 		}
-		opCall[k] = next
-		state[next] = taken
+		f.opCall[k] = next
+		f.state[next] = acdTaken
 		next++
 	}
-	for range nWaiting {
-		if _, err := m.Call(ids[next], now); err != nil {
-			return 0, err
+	for range acdWaitingCalls {
+		if _, err := f.m.Call(f.ids[next], f.now); err != nil {
+			return nil, err
 		}
-		state[next] = waiting
+		f.state[next] = acdWaiting
 		next++
 	}
-	var freeList []int
-	for i := next; i < pool; i++ {
-		freeList = append(freeList, i)
+	for i := next; i < acdPool; i++ {
+		f.freeList = append(f.freeList, i)
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	k := 0
-	events := 0
+	return f, nil
+}
+
+// step applies the next event of the round.
+func (f *acdFloor) step() error {
+	m, now := f.m, f.now
+	var err error
+	switch f.i % 6 {
+	case 0: // an answered call ends: the operator takes the head of the queue
+		f.k = f.r.IntN(acdOps)
+		id := f.opCall[f.k]
+		var msgs []acd.Message
+		if msgs, err = m.Hangup(f.ids[id], now); err != nil {
+			return err
+		}
+		f.state[id] = acdFree
+		f.freeList = append(f.freeList, id)
+		head, _ := strconv.Atoi(msgs[len(msgs)-1].Call[1:])
+		f.state[head] = acdTaken
+		f.opCall[f.k] = head
+	case 1:
+		_, err = m.Reject(f.opIDs[f.k], now)
+	case 2:
+		_, err = m.Answer(f.opIDs[f.k], now)
+	case 3: // a waiting call hangs up
+		for {
+			id := f.r.IntN(acdPool)
+			if f.state[id] == acdWaiting {
+				_, err = m.Hangup(f.ids[id], now)
+				f.state[id] = acdFree
+				f.freeList = append(f.freeList, id)
+				break
+			}
+		}
+	default: // a new call joins the back
+		id := f.freeList[len(f.freeList)-1]
+		f.freeList = f.freeList[:len(f.freeList)-1]
+		_, err = m.Call(f.ids[id], now)
+		f.state[id] = acdWaiting
+	}
+	f.i++
+	return err
+}
+
+// checkSize says whether the floor kept its size (a round may stop half way).
+func (f *acdFloor) checkSize() error {
+	if w := f.m.Waiting(); w < acdWaitingCalls-2 || w > acdWaitingCalls {
+		return fmt.Errorf("queue drifted to %d", w)
+	}
+	return nil
+}
+
+// ACDEvents measures events/s of the queue manager's state machine on the
+// acdFloor workload for about d.
+func ACDEvents(d time.Duration) (float64, error) {
+	f, err := newACDFloor()
+	if err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	var elapsed time.Duration
-	for i := 0; ; i++ {
-		if i%6 == 0 && i%6000 == 0 {
+	for {
+		if f.i%6000 == 0 {
 			if elapsed = time.Since(start); elapsed >= d {
 				break
 			}
 		}
-		var err error
-		switch i % 6 {
-		case 0:
-			k = r.IntN(nOps)
-			id := opCall[k]
-			var msgs []acd.Message
-			msgs, err = m.Hangup(ids[id], now)
-			if err != nil {
-				return 0, err
-			}
-			state[id] = free
-			freeList = append(freeList, id)
-			head, _ := strconv.Atoi(msgs[len(msgs)-1].Call[1:])
-			state[head] = taken
-			opCall[k] = head
-		case 1:
-			_, err = m.Reject(opIDs[k], now)
-		case 2:
-			_, err = m.Answer(opIDs[k], now)
-		case 3:
-			for {
-				id := r.IntN(pool)
-				if state[id] == waiting {
-					_, err = m.Hangup(ids[id], now)
-					state[id] = free
-					freeList = append(freeList, id)
-					break
-				}
-			}
-		default:
-			id := freeList[len(freeList)-1]
-			freeList = freeList[:len(freeList)-1]
-			_, err = m.Call(ids[id], now)
-			state[id] = waiting
-		}
-		if err != nil {
+		if err := f.step(); err != nil {
 			return 0, err
 		}
-		events++
 	}
-	return float64(events) / elapsed.Seconds(), nil
+	if err := f.checkSize(); err != nil {
+		return 0, err
+	}
+	return float64(f.i) / elapsed.Seconds(), nil
 }
 
 // ACDTCP measures commands/s through the queue manager's TCP server (the

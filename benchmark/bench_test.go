@@ -128,3 +128,22 @@ func BenchmarkOriginatedHook(b *testing.B) {
 			"PJSIP/x@trunk", cmdNumber(i&(1<<20-1)), "a", "c", true, "answer", "answer")
 	}
 }
+
+// BenchmarkACDEvents: events/s of the queue manager's state machine with
+// 1,000 operators and 100,000 waiting calls (the acdFloor workload).
+func BenchmarkACDEvents(b *testing.B) {
+	f, err := newACDFloor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := f.i
+	for b.Loop() {
+		if err := f.step(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.checkSize(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(f.i-start)/b.Elapsed().Seconds(), "events/s")
+}

@@ -47,7 +47,7 @@ func (r *Report) Markdown(cmdline string) string {
 - **inflight**: the built binary as a subprocess (` + "`dialbridge run`" + `), threads = calls + 100, the simulator
   answering and never hanging up; RSS from /proc/<pid>/status once every call is live (+2 s),
   goroutines counted in the stack dump of SIGQUIT (GOTRACEBACK=all). Per call = (RSS − idle RSS) / calls.
-- **ACD core**: the workload of monitor/acd BenchmarkEvents (1,000 busy operators, 100,000 waiting,
+- **ACD core**: the acdFloor workload of benchmark/acd.go, also run by "go test -bench ACDEvents ./benchmark" (1,000 busy operators, 100,000 waiting,
   rounds of six events) for 2 s. **ACD TCP**: the "queue serve" server (in memory, 1,000
   operators) on a free port, 50 clients each sending windows of 32 call/hangup pairs followed by a
   status line marking the window's end; call and hangup commands counted.
