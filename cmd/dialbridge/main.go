@@ -18,10 +18,11 @@ Usage:
   dialbridge check-config [--config FILE] [cell]  validate settings and exit
   dialbridge simulate-ami [flags]               a standalone AMI simulator (no PBX needed)
   dialbridge queue [--config FILE] [--operators A,B] [--cell C]   call queue manager on stdin/stdout
-  dialbridge queue serve [--listen ADDR]        call queue manager over TCP
+  dialbridge queue serve [--listen ADDR] [--cell C]   call queue manager over TCP
   dialbridge queue client [--addr ADDR]         command line for "queue serve"
-  dialbridge monitor [--redis ADDR] [--cell C] [--once] [--json]   live terminal monitor
+  dialbridge monitor [--redis ADDR] [--interval 1s] [--cell C …] [--once] [--json]   live terminal monitor
   dialbridge demo [--rate 2] [--duration 0]     everything on an embedded default, monitor on screen
+  dialbridge bench [--redis ADDR] [--only baseline,e2e,paced,inflight,acd] [--runs 3]   load benchmarks
   dialbridge version | --version
 
 Run "dialbridge <command> -h" for the flags of a command.
