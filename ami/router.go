@@ -238,10 +238,12 @@ type watch struct {
 	channelID string
 	sig       chan struct{}
 
-	mu     sync.Mutex
-	events []bridge.Event
-	lost   bool // told Lost and not yet Restored
-	closed bool
+	mu       sync.Mutex
+	events   []bridge.Event
+	onEvents func() // set by Notify: called once when events arrive
+	notifyN  uint64 // counts Notify calls, so a stale stop leaves a newer f alone
+	lost     bool   // told Lost and not yet Restored
+	closed   bool
 }
 
 var _ bridge.Watch = (*watch)(nil)
@@ -268,6 +270,7 @@ func (w *watch) Close() {
 	}
 	w.closed = true
 	w.events = nil
+	w.onEvents = nil
 	w.mu.Unlock()
 	w.r.unregister(w)
 }
@@ -311,5 +314,33 @@ func (w *watch) signal() {
 	select {
 	case w.sig <- struct{}{}:
 	default:
+	}
+	w.mu.Lock()
+	f := w.onEvents
+	w.onEvents = nil
+	w.mu.Unlock()
+	if f != nil {
+		f() // it does not block (Notify's contract)
+	}
+}
+
+func (w *watch) Notify(f func()) (stop func()) {
+	w.mu.Lock()
+	w.notifyN++
+	if len(w.events) > 0 {
+		w.onEvents = nil
+		w.mu.Unlock()
+		go f() // not on the caller's goroutine: it may hold a lock f takes
+		return func() {}
+	}
+	n := w.notifyN
+	w.onEvents = f
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		if w.notifyN == n {
+			w.onEvents = nil
+		}
+		w.mu.Unlock()
 	}
 }

@@ -340,3 +340,60 @@ func TestSilentServer(t *testing.T) {
 		t.Errorf("Close took %s", d)
 	}
 }
+
+// TestWatchNotify: Notify is how a parked call learns of its next event. It
+// fires once per Notify, at once when events wait, never after stop, and a
+// stale stop leaves a newer Notify alone.
+func TestWatchNotify(t *testing.T) {
+	r := newRouter()
+	w := newWatch(r, "o-a", "a")
+	if err := r.register(w); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fired := make(chan string, 4)
+	notify := func(name string) func() { return func() { fired <- name } }
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-fired:
+			if got != want {
+				t.Fatalf("fired %q, want %q", got, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%q never fired", want)
+		}
+	}
+	expectNone := func() {
+		t.Helper()
+		select {
+		case got := <-fired:
+			t.Fatalf("%q fired unexpectedly", got)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	hangup := func() { r.onHangup(map[string]string{"Uniqueid": "a", "Cause": "16"}) }
+
+	w.Notify(notify("later"))
+	expectNone()
+	hangup()
+	expect("later")
+	hangup() // one-shot: the next event wakes nobody
+	expectNone()
+
+	w.Notify(notify("pending")) // events wait already: fires at once
+	expect("pending")
+	w.Drain()
+
+	stop := w.Notify(notify("stopped"))
+	stop()
+	hangup()
+	expectNone()
+	w.Drain()
+
+	stale := w.Notify(notify("first"))
+	w.Notify(notify("second"))
+	stale()
+	hangup()
+	expect("second")
+}

@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,13 +34,19 @@ type InflightResult struct {
 	Threads          int   // OS threads
 	RSSPerCall       float64
 	GoroutinesPerCal float64
+	// Go runtime figures of the daemon with n calls held, from its own
+	// /metrics (go_memstats_*): where the RSS goes.
+	HeapInuse, StackInuse, HeapIdle, HeapReleased, GoSys int64
+	// Sampled every 50 ms while the calls ramp up.
+	PeakGoroutines int
+	PeakStackInuse int64
 }
 
 // runInflight starts bin as "bin run --config … <cell>", pushes n commands
 // the simulator answers and never hangs up, waits until all n are live, and
 // reads /proc/<pid>/status; the goroutines are counted in the stack dump
 // the Go runtime writes on SIGQUIT (GOTRACEBACK=all), which also stops it.
-func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int) (InflightResult, error) {
+func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int, memProfile string) (InflightResult, error) {
 	rules, _ := amisim.ParseRules("answer,talk=forever")
 	side := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8, DisableIdentity: true})
 	defer side.Close()
@@ -51,6 +60,10 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 	defer sim.Close()
 
 	host, port, _ := strings.Cut(addr, ":")
+	httpAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return InflightResult{}, err
+	}
 	settings := filepath.Join(dir, "inflight.yaml")
 	connLine := ""
 	if conns > 0 {
@@ -62,7 +75,8 @@ ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret%s}
 timeouts: {command_response: 5s, command_ack: 30s, shutdown_grace: 1s}
 originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 30s}
 queues: [{name: %q, threads: %d}]
-`, filepath.Join(dir, "inflight-daemon.log"), host, port, prefix, sim.Port(), connLine, cell, n+100)
+http: {listen: %q, pprof: true}
+`, filepath.Join(dir, "inflight-daemon.log"), host, port, prefix, sim.Port(), connLine, cell, n+100, httpAddr)
 	if err := os.WriteFile(settings, []byte(yaml), 0o600); err != nil {
 		return InflightResult{}, err
 	}
@@ -120,6 +134,10 @@ queues: [{name: %q, threads: %d}]
 		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return r, ctx.Err()
 		}
+		if m, err := scrapeGauges(ctx, "http://"+httpAddr+"/metrics"); err == nil {
+			r.PeakGoroutines = max(r.PeakGoroutines, int(m["go_goroutines"]))
+			r.PeakStackInuse = max(r.PeakStackInuse, int64(m["go_memstats_stack_inuse_bytes"]))
+		}
 	}
 	time.Sleep(2 * time.Second) // MarkAnswered and the queue manager's events settle
 	if st, err = procStatus(pid); err != nil {
@@ -127,6 +145,16 @@ queues: [{name: %q, threads: %d}]
 	}
 	r.RSS, r.HWM, r.Threads = st["VmRSS"], st["VmHWM"], int(st["Threads"])
 	cancel()
+	if m, err := scrapeGauges(ctx, "http://"+httpAddr+"/metrics"); err == nil {
+		r.HeapInuse, r.StackInuse = int64(m["go_memstats_heap_inuse_bytes"]), int64(m["go_memstats_stack_inuse_bytes"])
+		r.HeapIdle, r.HeapReleased = int64(m["go_memstats_heap_idle_bytes"]), int64(m["go_memstats_heap_released_bytes"])
+		r.GoSys = int64(m["go_memstats_sys_bytes"])
+	}
+	if memProfile != "" {
+		if err := fetchTo(ctx, "http://"+httpAddr+"/debug/pprof/heap", memProfile); err != nil {
+			return r, fmt.Errorf("heap profile: %w", err)
+		}
+	}
 
 	cmd.Process.Signal(syscall.SIGQUIT) //nolint:errcheck // checked through the dump
 	select {
@@ -144,6 +172,62 @@ queues: [{name: %q, threads: %d}]
 	r.RSSPerCall = float64(r.RSS-r.IdleRSS) / float64(n)
 	r.GoroutinesPerCal = float64(r.Goroutines) / float64(n)
 	return r, nil
+}
+
+// scrapeGauges reads the unlabelled samples of a Prometheus text page.
+func scrapeGauges(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = x
+		}
+	}
+	return out, sc.Err()
+}
+
+// fetchTo saves the body of a GET of url to path.
+func fetchTo(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// freeLoopbackAddr is a loopback address with a port free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // procStatus reads /proc/<pid>/status: sizes in bytes, counts as is.

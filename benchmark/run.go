@@ -27,6 +27,7 @@ type Config struct {
 	Start          StartFunc       // the daemon (e2e, paced)
 	Binary         string          // the dialbridge binary (inflight); empty skips it
 	CPUProfile     string          // CPU profile of the first e2e run (whole process)
+	MemProfile     string          // heap profile of the daemon of the first inflight run
 	Dir            string          // scratch directory (logs, settings)
 	Progress       io.Writer
 	ACDDuration    time.Duration // per ACD measurement; default 2s
@@ -177,12 +178,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		} else {
 			var rss, per, gor, idle []float64
 			for i := range cfg.Runs {
-				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections)
+				prof := ""
+				if i == 0 {
+					prof = cfg.MemProfile
+				}
+				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections, prof)
 				if err != nil {
 					return rep, fmt.Errorf("inflight run %d: %w", i+1, err)
 				}
-				say("inflight run %d: %d calls held: RSS %.1f MB (idle %.1f MB, HWM %.1f MB), %d goroutines, %d threads",
-					i+1, r.Calls, mb(r.RSS), mb(r.IdleRSS), mb(r.HWM), r.Goroutines, r.Threads)
+				say("inflight run %d: %d calls held: RSS %.1f MB (idle %.1f MB, HWM %.1f MB), %d goroutines, %d threads; Go heap in use %.1f MB, stacks %.1f MB, heap idle %.1f MB (released %.1f MB), from the OS %.1f MB; while ramping up at most %d goroutines and %.1f MB of stacks",
+					i+1, r.Calls, mb(r.RSS), mb(r.IdleRSS), mb(r.HWM), r.Goroutines, r.Threads,
+					mb(r.HeapInuse), mb(r.StackInuse), mb(r.HeapIdle), mb(r.HeapReleased), mb(r.GoSys), r.PeakGoroutines, mb(r.PeakStackInuse))
 				rss = append(rss, mb(r.RSS))
 				idle = append(idle, mb(r.IdleRSS))
 				per = append(per, r.RSSPerCall/1024)

@@ -16,8 +16,26 @@ import (
 // handle drives one claimed command to its one result (contract section 2):
 // parse → Begin (duplicate check, status hash, ACK) → confirmation →
 // Originate attempts → outcome → Finish. It returns without a result only
-// when ctx is cancelled (hard stop); the command then stays claimed.
-func (c *Cell) handle(ctx context.Context, raw []byte) {
+// when ctx is cancelled (hard stop); the command then stays claimed. done
+// is called once the call is over, possibly after handle returned: an
+// answered call parks (see follower).
+func (c *Cell) handle(ctx context.Context, raw []byte, done func()) {
+	// The place in the dialing window is left once Asterisk accepted the
+	// Originate, or when the call ends before that.
+	dialing := true
+	leaveDialing := func() {
+		if dialing {
+			dialing = false
+			<-c.dialing
+		}
+	}
+	handedOff := false
+	defer func() {
+		leaveDialing()
+		if !handedOff {
+			done()
+		}
+	}()
 	received := time.Now()
 	cmd, err := ParseCommand(raw)
 	if err != nil {
@@ -81,16 +99,24 @@ func (c *Cell) handle(ctx context.Context, raw []byte) {
 		return
 	}
 
-	r := c.dial(ctx, log, call)
+	r, f := c.dial(ctx, log, call)
+	if f != nil {
+		handedOff = true
+		leaveDialing()
+		f.done = done
+		f.proceed()
+		return
+	}
 	if r == nil {
 		return // hard stop
 	}
 	c.finish(ctx, log, call, r)
 }
 
-// dial makes the Originate attempts and follows the call to its outcome.
-// It returns nil only on a hard stop.
-func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
+// dial makes the Originate attempts. It returns the follower of the call
+// Asterisk accepted, or the result of a call that was not dialed (nil on a
+// hard stop).
+func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *follower) {
 	cmd := call.Cmd
 	ringTimeout := cmd.Timeout(c.opt.RingTimeout)
 	// The command waits for AMI at most its ring time, then fails undialed.
@@ -103,10 +129,10 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 			err := c.dialer.WaitReady(waitCtx)
 			stop()
 			if ctx.Err() != nil {
-				return nil
+				return nil, nil
 			}
 			if err != nil {
-				return amiUnavailable(call, lastErr)
+				return amiUnavailable(call, lastErr), nil
 			}
 		}
 
@@ -124,7 +150,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 			if errors.Is(err, ErrNotOwner) {
 				log.Warn().Err(err).Msg("not dialing: another daemon settled this command while we were presumed dead")
 			}
-			return nil
+			return nil, nil
 		}
 
 		w, err := c.dialer.Originate(ctx, c.originateRequest(call, ringTimeout))
@@ -134,21 +160,21 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 			call.OriginatedAt = time.Now()
 			c.obs.Originated(call.OriginatedAt.Sub(call.ReceivedAt))
 			log.Debug().Int("attempt", call.Attempts).Str("channel_id", call.ChannelID).Msg("originate queued")
-			return c.follow(ctx, log, call, w, ringTimeout)
+			return nil, c.newFollower(ctx, log, call, w, ringTimeout)
 		case errors.Is(err, ErrInvalidRequest):
 			call.Attempts--
 			r := call.Result(StatusFailed)
 			r.Error = err.Error()
-			return r
+			return r, nil
 		case errors.Is(err, ErrNotWritten):
 			// Not an attempt in Asterisk's eyes: nothing was sent.
 			call.Attempts--
 			lastErr = err
 			if !retry.Sleep(ctx, c.opt.RetryPause) {
-				return nil
+				return nil, nil
 			}
 			if time.Now().After(amiDeadline) {
-				return amiUnavailable(call, err)
+				return amiUnavailable(call, err), nil
 			}
 		case errors.As(err, &refused):
 			lastErr = err
@@ -157,24 +183,24 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) *Result {
 				c.count(ctx, "retries", 1)
 				c.obs.Retried()
 				if !retry.Sleep(ctx, c.opt.RetryPause) {
-					return nil
+					return nil, nil
 				}
 			}
 		default:
 			// Written but unanswered: a call may exist. Never resend.
 			if ctx.Err() != nil {
-				return nil
+				return nil, nil
 			}
 			r := call.Result(StatusUnknown)
 			r.Error = err.Error()
-			return r
+			return r, nil
 		}
 	}
 	r := call.Result(StatusFailed)
 	if lastErr != nil {
 		r.Error = lastErr.Error()
 	}
-	return r
+	return r, nil
 }
 
 func (c *Cell) originateRequest(call *Call, ringTimeout time.Duration) OriginateRequest {
@@ -200,178 +226,6 @@ func (c *Cell) originateRequest(call *Call, ringTimeout time.Duration) Originate
 		CallerID:  callerID,
 		Variables: vars,
 	}
-}
-
-// follow waits for the outcome of an originate Asterisk accepted, and for an
-// answered call, for its end.
-func (c *Cell) follow(ctx context.Context, log callLog, call *Call, w Watch, ringTimeout time.Duration) *Result {
-	defer w.Close()
-	var t tracker
-	// Asterisk sends the OriginateResponse by the ring timeout at the
-	// latest; past that plus a grace the outcome is lost: unknown.
-	deadline := time.NewTimer(ringTimeout + c.opt.OutcomeGrace)
-	defer deadline.Stop()
-	var settle *time.Timer // started once the outcome is known, to collect hangup causes
-	var settleC <-chan time.Time
-	defer func() {
-		if settle != nil {
-			settle.Stop()
-		}
-	}()
-	startSettle := func() {
-		if settle == nil {
-			settle = time.NewTimer(c.opt.HangupGrace)
-			settleC = settle.C
-		}
-	}
-	answeredNoted := false
-	// An answered call that lived through an AMI outage may have hung up
-	// unseen: once AMI is back we ask Asterisk whether its channel exists.
-	var lostAt time.Time
-	var check *time.Timer
-	var checkC <-chan time.Time
-	defer func() {
-		if check != nil {
-			check.Stop()
-		}
-	}()
-	armCheck := func(d time.Duration) {
-		if check != nil {
-			check.Stop()
-		}
-		check = time.NewTimer(d)
-		checkC = check.C
-	}
-
-	for {
-		// Decide on what we know so far.
-		if t.responded {
-			if t.reason == ReasonAnswered {
-				if !answeredNoted {
-					answeredNoted = true
-					deadline.Stop()
-					call.State = StateAnswered
-					call.AnsweredAt = t.answeredAt()
-					call.Channel = t.channel
-					log.Debug().Str("channel", t.channel).Msg("answered")
-					// Already over (a short call whose events came together):
-					// the result follows at once, and Finish records the
-					// answer too. Otherwise the hash shows the conversation.
-					if !t.ended() {
-						c.persist(ctx, "mark answered "+call.Cmd.ID, func(ctx context.Context) error { //nolint:errcheck // on hard stop the result is skipped below
-							return c.store.MarkAnswered(ctx, call)
-						})
-					}
-				}
-				if !t.endedAt.IsZero() {
-					startSettle()
-				}
-				if t.ended() {
-					return c.answeredResult(call, &t)
-				}
-			} else {
-				startSettle()
-				if t.causeSettled() {
-					return c.failedResult(call, &t)
-				}
-			}
-		}
-
-		select {
-		case <-w.C():
-			for _, ev := range w.Drain() {
-				switch ev.Kind {
-				case EventLost:
-					log.Warn().Msg("AMI connection lost while the call was in progress: events may be missing")
-					if answeredNoted && t.endedAt.IsZero() && lostAt.IsZero() {
-						lostAt = ev.At
-					}
-				case EventRestored:
-					if !lostAt.IsZero() && t.endedAt.IsZero() {
-						armCheck(0)
-					}
-				}
-				t.apply(ev)
-			}
-		case <-checkC:
-			checkC = nil
-			if !t.endedAt.IsZero() {
-				continue
-			}
-			cc, ok := c.dialer.(ChannelChecker)
-			if !ok {
-				continue // keep waiting for the Hangup
-			}
-			name := t.channel
-			if name == "" {
-				name = call.ChannelID
-			}
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			alive, err := cc.ChannelAlive(cctx, name)
-			cancel()
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case err != nil:
-				log.Warn().Err(err).Msg("cannot tell whether the answered call still exists; asking again")
-				armCheck(5 * time.Second)
-			case alive:
-				lostAt = time.Time{} // the Hangup will come on the new connection
-			default:
-				now := time.Now()
-				call.EndedAt = now
-				r := c.answeredResult(call, &t)
-				r.EndedAt = FormatTime(now)
-				r.TalkMS = now.Sub(call.AnsweredAt).Milliseconds()
-				r.Error = fmt.Sprintf("hangup not observed: the AMI connection was lost at %s and the channel was gone at %s; ended_at and talk_ms are upper bounds",
-					FormatTime(lostAt), FormatTime(now))
-				return r
-			}
-		case <-settleC:
-			// The cause is as good as it will get.
-			if t.reason == ReasonAnswered {
-				if t.endedAt.IsZero() {
-					settleC = nil // still talking: keep waiting for the hangup
-					settle = nil
-					continue
-				}
-				return c.answeredResult(call, &t)
-			}
-			return c.failedResult(call, &t)
-		case <-deadline.C:
-			r := call.Result(StatusUnknown)
-			r.Error = fmt.Sprintf("no OriginateResponse within %s", ringTimeout+c.opt.OutcomeGrace)
-			if t.lost {
-				r.Error += " (AMI connection was lost)"
-			}
-			return r
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-func (c *Cell) answeredResult(call *Call, t *tracker) *Result {
-	call.EndedAt = t.endedAt
-	if call.Channel == "" {
-		call.Channel = t.channel
-	}
-	r := call.Result(StatusAnswered)
-	r.Reason = t.reason
-	r.Cause, r.CauseText = t.cause, t.causeText
-	return r
-}
-
-func (c *Cell) failedResult(call *Call, t *tracker) *Result {
-	call.Channel = t.channel
-	status := StatusForReason(t.reason, t.cause)
-	r := call.Result(status)
-	r.Reason = t.reason
-	r.Cause, r.CauseText = t.cause, t.causeText
-	if status == StatusFailed && t.cause == 0 && !t.legSeen[1] {
-		r.Error = "Asterisk could not create the channel"
-	}
-	return r
 }
 
 // finish pushes the result; it only gives up on a hard stop, leaving the

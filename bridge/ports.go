@@ -141,6 +141,12 @@ type Watch interface {
 	C() <-chan struct{}
 	// Drain returns the events received since the last Drain, in arrival order.
 	Drain() []Event
+	// Notify calls f once, never on the caller's goroutine, when Drain has
+	// events: at once if it has some already. f must not block (it may run
+	// on the goroutine reading AMI). A call waiting only for its hangup
+	// parks on it instead of holding a goroutine. stop cancels the call of
+	// f if it has not happened; a later Notify replaces an earlier one.
+	Notify(f func()) (stop func())
 	// Close stops routing events for this call.
 	Close()
 }

@@ -124,6 +124,9 @@ type HTTP struct {
 	Listen  string `yaml:"listen"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// Pprof mounts Go's profiler at /debug/pprof/ (heap, goroutines, CPU):
+	// off by default, because a profile shows internals and costs CPU.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Tiers in delivery order.

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -55,6 +56,8 @@ type Options struct {
 	Health *Checker
 	// Metrics serves /metrics; nil: no /metrics.
 	Metrics http.Handler
+	// Pprof mounts net/http/pprof at /debug/pprof/ (http.pprof).
+	Pprof bool
 	// NewID makes the id of a command submitted without one; nil: NewID.
 	NewID func() string
 	Log   zerolog.Logger
@@ -77,6 +80,13 @@ func NewHandler(o Options) http.Handler {
 	}
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

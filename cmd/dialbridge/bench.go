@@ -34,6 +34,7 @@ func runBench(args []string) int {
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
 	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first e2e run to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile of the daemon holding the calls of the first inflight run to this file")
 	out := fs.String("out", "", "also write the report (Markdown) to this file, e.g. docs/PERFORMANCE.md")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: dialbridge bench [--redis HOST:PORT] [--n 100000] [--rate 1000] [--inflight 10000] [--runs 3] [--only baseline,e2e,paced,inflight,acd]")
@@ -70,7 +71,7 @@ func runBench(args []string) int {
 	cfg := benchmark.Config{
 		RedisAddr: *addr, N: *n, Rate: *rate, PacedN: *pacedN, Inflight: *inflight, Runs: *runs,
 		Threads: *threads, AMIConnections: *conns, Outcome: *outcome, Only: sel,
-		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, Progress: os.Stderr,
+		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, MemProfile: *memprofile, Progress: os.Stderr,
 	}
 	fmt.Fprintf(os.Stderr, "dialbridge bench: redis %s; %s\n", *addr, benchmark.Machine())
 	rep, err := benchmark.Run(ctx, cfg)

@@ -101,6 +101,7 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 		h := httpapi.NewHandler(httpapi.Options{
 			RDB: d.rdb, Prefix: d.settings.Redis.Prefix, Cells: cells,
 			Health: o.health, Metrics: o.metrics.Handler(), Log: lg,
+			Pprof: d.settings.HTTP.Pprof,
 		})
 		o.srv, err = httpapi.Start(addr, d.settings.HTTP.TLSCert, d.settings.HTTP.TLSKey, h, lg)
 		if err != nil {
