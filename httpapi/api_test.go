@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -420,3 +421,22 @@ func TestNewID(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestPprof: the profiler is mounted only when http.pprof asks for it.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		h := NewHandler(Options{Prefix: "P", Cells: []string{"101"}, Pprof: on, Log: zerolog.Nop()})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			if rec.Code != want {
+				t.Errorf("pprof %v: GET %s: %d, want %d", on, path, rec.Code, want)
+			}
+		}
+	}
+}
