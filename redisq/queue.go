@@ -70,6 +70,9 @@ type Queue struct {
 	// scannedOnce: the first recovery pass also SCANs for claimed lists of
 	// instances missing from the instance set.
 	scannedOnce atomic.Bool
+
+	// batch runs the calls' Lua steps in shared pipelines (batch.go).
+	batch *batcher
 }
 
 var _ bridge.Store = (*Queue)(nil)
@@ -139,6 +142,7 @@ func NewQueue(rdb *redis.Client, prefix, cell, instance string, opts ...QueueOpt
 		resultTTL: DefaultResultTTL,
 		now:       time.Now,
 		pending:   make(map[*bridge.Result]string),
+		batch:     &batcher{rdb: rdb},
 	}
 	for _, o := range opts {
 		o(q)
@@ -226,7 +230,7 @@ func (q *Queue) Begin(ctx context.Context, c *bridge.Call) (bool, error) {
 		"token", c.Token,
 		"raw", c.Raw,
 	}
-	n, err := beginScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.keys.Ack(), q.keys.Stats()}, args...).Int64()
+	n, err := q.batch.run(ctx, beginScript, []string{q.keys.Call(id), q.keys.Ack(), q.keys.Stats()}, args...).Int64()
 	if err != nil {
 		return false, fmt.Errorf("begin %s: %w", id, err)
 	}
@@ -248,7 +252,7 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 		"attempts", c.Attempts,
 		"channel_id", c.ChannelID,
 	}
-	n, err := markScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.keys.Stats()}, args...).Int()
+	n, err := q.batch.run(ctx, markScript, []string{q.keys.Call(id), q.keys.Stats()}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("mark dialing %s: %w", id, err)
 	}
@@ -274,7 +278,7 @@ func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 			"channel", c.Channel,
 			"uniqueid", c.ChannelID,
 		}
-		if err := answeredScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.acdInbox}, args...).Err(); err != nil {
+		if err := q.batch.run(ctx, answeredScript, []string{q.keys.Call(id), q.acdInbox}, args...).Err(); err != nil {
 			return fmt.Errorf("mark answered %s: %w", id, err)
 		}
 		return nil
@@ -286,7 +290,7 @@ func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 		"channel", c.Channel,
 		"uniqueid", c.ChannelID,
 	}
-	if err := markScript.Run(ctx, q.rdb, []string{q.keys.Call(id), q.keys.Stats()}, args...).Err(); err != nil {
+	if err := q.batch.run(ctx, markScript, []string{q.keys.Call(id), q.keys.Stats()}, args...).Err(); err != nil {
 		return fmt.Errorf("mark answered %s: %w", id, err)
 	}
 	return nil
@@ -348,7 +352,7 @@ func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool,
 			"ended_at", r.EndedAt,
 		)
 	}
-	n, err := finishScript.Run(ctx, q.rdb, keys, args...).Int64()
+	n, err := q.batch.run(ctx, finishScript, keys, args...).Int64()
 	if nonce != "" {
 		q.settleDone(r, nonce, err)
 	}
@@ -405,7 +409,7 @@ func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Res
 		nonce = q.nonceFor(r)
 		keys = append(keys, q.keys.Settled(nonce))
 	}
-	n, err := buryScript.Run(ctx, q.rdb, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL)).Int64()
+	n, err := q.batch.run(ctx, buryScript, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL)).Int64()
 	if nonce != "" {
 		q.settleDone(r, nonce, err)
 	}
