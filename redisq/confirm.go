@@ -280,11 +280,12 @@ func (r *ConfirmRouter) turn(ctx context.Context) error {
 		return fmt.Errorf("read %s: %w", r.keys.Confirm(), err)
 	}
 	now := r.now()
-	var msgs []confirmMsg
 	if len(kv) == 2 {
-		msgs = append(msgs, confirmMsg{raw: []byte(kv[1]), private: kv[0] == r.private, at: now})
+		// Delivered at once: its call need not wait for the drain's round trip.
+		r.handle([]confirmMsg{{raw: []byte(kv[1]), private: kv[0] == r.private, at: now}})
 	}
-	// Drain more in the same round trip: private first, as BRPOP does.
+	var msgs []confirmMsg
+	// Drain more in one round trip: private first, as BRPOP does.
 	var priv, shared *redis.StringSliceCmd
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		priv = p.RPopCount(ctx, r.private, confirmDrain)

@@ -73,6 +73,10 @@ type Queue struct {
 
 	// batch runs the calls' Lua steps in shared pipelines (batch.go).
 	batch *batcher
+
+	// backlog is what the dial list held right after the last ClaimNext
+	// took a command (-1: unknown); ClaimMore asks for no more than that.
+	backlog atomic.Int64
 }
 
 var _ bridge.Store = (*Queue)(nil)
@@ -144,6 +148,7 @@ func NewQueue(rdb *redis.Client, prefix, cell, instance string, opts ...QueueOpt
 		pending:   make(map[*bridge.Result]string),
 		batch:     &batcher{rdb: rdb},
 	}
+	q.backlog.Store(-1)
 	for _, o := range opts {
 		o(q)
 	}
@@ -163,8 +168,26 @@ func (q *Queue) Client() *redis.Client { return q.rdb }
 // the right (oldest) to the left, blocking at most one second. It returns
 // (nil, nil) when nothing arrived. An empty element is returned as a
 // non-nil empty slice: it is a (bad) command that must be buried.
+//
+// An LLEN of dial rides in the same round trip, run right after the move:
+// it tells ClaimMore how many more there are, so that a command arriving
+// alone costs no second round trip of LMOVEs that find nothing. (A
+// pipeline is read with ReadTimeout, not the blocking commands' longer
+// deadline: ReadTimeout must exceed claimBlock, as Dial's does.)
 func (q *Queue) ClaimNext(ctx context.Context) ([]byte, error) {
-	s, err := q.rdb.BLMove(ctx, q.keys.Dial(), q.claimed, "RIGHT", "LEFT", claimBlock).Result()
+	var move *redis.StringCmd
+	var left *redis.IntCmd
+	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		move = p.BLMove(ctx, q.keys.Dial(), q.claimed, "RIGHT", "LEFT", claimBlock)
+		left = p.LLen(ctx, q.keys.Dial())
+		return nil
+	})
+	s, err := move.Result()
+	if n, lerr := left.Result(); lerr == nil {
+		q.backlog.Store(n)
+	} else {
+		q.backlog.Store(-1)
+	}
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -180,8 +203,13 @@ func (q *Queue) ClaimNext(ctx context.Context) ([]byte, error) {
 // ClaimMore implements bridge.BatchClaimer: up to n more commands, without
 // blocking, in one round trip (a pipeline of LMOVEs: each is atomic, so a
 // command is in dial or in our claimed list, never lost between them). It
-// returns fewer when the dial list runs dry.
+// returns fewer when the dial list runs dry, and asks for no more than the
+// dial list held after the last ClaimNext: none, without a round trip, when
+// it was empty.
 func (q *Queue) ClaimMore(ctx context.Context, n int) ([][]byte, error) {
+	if b := q.backlog.Load(); b >= 0 && int64(n) > b {
+		n = int(b)
+	}
 	if n <= 0 {
 		return nil, nil
 	}

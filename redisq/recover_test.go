@@ -175,3 +175,42 @@ func TestClaimMore(t *testing.T) {
 		t.Fatalf("on an empty list: %q %v", got, err)
 	}
 }
+
+// After ClaimNext, ClaimMore asks only for what the dial list held: a
+// command arriving alone costs no second round trip, a backlog of two costs
+// two LMOVEs, not n.
+func TestClaimMoreAfterClaimNext(t *testing.T) {
+	_, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	h := &pipelineCounter{}
+	rdb.AddHook(h)
+	q := NewQueue(rdb, "dialbridge", rqCell, rqInst)
+	k := q.Keys()
+
+	rdb.LPush(ctx, k.Dial(), "alone")
+	if got, err := q.ClaimNext(ctx); err != nil || string(got) != "alone" {
+		t.Fatalf("ClaimNext: %q %v", got, err)
+	}
+	before := h.cmds.Load()
+	if got, err := q.ClaimMore(ctx, 10); err != nil || len(got) != 0 {
+		t.Fatalf("ClaimMore on an empty backlog: %q %v", got, err)
+	}
+	if n := h.cmds.Load() - before; n != 0 {
+		t.Fatalf("ClaimMore on an empty backlog sent %d commands", n)
+	}
+
+	for _, s := range []string{"a", "b", "c"} {
+		rdb.LPush(ctx, k.Dial(), s) // a is the oldest
+	}
+	if got, err := q.ClaimNext(ctx); err != nil || string(got) != "a" {
+		t.Fatalf("ClaimNext: %q %v", got, err)
+	}
+	before = h.cmds.Load()
+	got, err := q.ClaimMore(ctx, 10)
+	if err != nil || len(got) != 2 || string(got[0]) != "b" || string(got[1]) != "c" {
+		t.Fatalf("ClaimMore: %q %v", got, err)
+	}
+	if n := h.cmds.Load() - before; n != 2 {
+		t.Fatalf("ClaimMore of a backlog of 2 sent %d commands, want 2", n)
+	}
+}
