@@ -211,6 +211,38 @@ func (r *router) channelEvent(e map[string]string, kind bridge.EventKind) {
 	w.deliver(ev)
 }
 
+// RoutedEvents are the only events dialbridge reads; every other event
+// Asterisk sends is parsed by amigo and dropped.
+var RoutedEvents = []string{"OriginateResponse", "Newchannel", "Newstate", "Hangup"}
+
+// EventFilter is the manager.conf eventfilter (legacy, regular expression
+// form: any Asterisk since 1.8) that keeps every other event off dialbridge's
+// socket. An answered call is 21 events on the wire without it, 7 with it.
+// "[[:space:]]" ends the name, so that "Hangup" does not let HangupRequest
+// through.
+const EventFilter = `Event: (OriginateResponse|Newchannel|Newstate|Hangup)[[:space:]]`
+
+// EventFilterNames are the same filter in the advanced form of Asterisk 21
+// and later (matched on the event's name, no regular expression), one
+// manager.conf line each: eventfilter(name(Hangup)) =
+func EventFilterNames() []string {
+	lines := make([]string, len(RoutedEvents))
+	for i, name := range RoutedEvents {
+		lines[i] = "eventfilter(name(" + name + "))"
+	}
+	return lines
+}
+
+// handlers maps each of RoutedEvents to its handler.
+func (r *router) handlers() map[string]func(map[string]string) {
+	return map[string]func(map[string]string){
+		"OriginateResponse": r.onOriginateResponse,
+		"Newchannel":        r.onNewchannel,
+		"Newstate":          r.onNewstate,
+		"Hangup":            r.onHangup,
+	}
+}
+
 // readAt is when amigo read the message off the socket (it stamps every
 // message); events can wait in amigo's queue a little before dispatch.
 func readAt(e map[string]string) time.Time {

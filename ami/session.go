@@ -106,13 +106,7 @@ func (s *session) connect() (*conn, error) {
 	if s.events {
 		// Registered before Connect: registering later, from a handler or
 		// while events flow, can deadlock amigo's dispatcher.
-		r := c.router
-		for name, h := range map[string]func(map[string]string){
-			"OriginateResponse": r.onOriginateResponse,
-			"Newchannel":        r.onNewchannel,
-			"Newstate":          r.onNewstate,
-			"Hangup":            r.onHangup,
-		} {
+		for name, h := range c.router.handlers() {
 			if err := cn.cli.RegisterHandler(name, h); err != nil {
 				return nil, fmt.Errorf("register %s handler: %w", name, err)
 			}

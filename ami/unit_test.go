@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -396,4 +397,29 @@ func TestWatchNotify(t *testing.T) {
 	stale()
 	hangup()
 	expect("second")
+}
+
+// EventFilter (documented for manager.conf) lets through exactly the events
+// the router has handlers for. Go's regexp stands in for POSIX ERE here:
+// the expression uses only syntax both read the same way.
+func TestEventFilter(t *testing.T) {
+	re := regexp.MustCompile(EventFilter)
+	r := &router{}
+	if len(r.handlers()) != len(RoutedEvents) {
+		t.Fatalf("%d handlers, %d RoutedEvents", len(r.handlers()), len(RoutedEvents))
+	}
+	for _, name := range RoutedEvents {
+		if _, ok := r.handlers()[name]; !ok {
+			t.Errorf("no handler for %s", name)
+		}
+		if !re.MatchString("Event: " + name + "\r\nPrivilege: call,all\r\n\r\n") {
+			t.Errorf("EventFilter drops %s", name)
+		}
+	}
+	for _, name := range []string{"HangupRequest", "SoftHangupRequest", "NewCallerid", "NewConnectedLine", "LocalBridge",
+		"DialBegin", "DialEnd", "DialState", "DeviceStateChange", "VarSet", "Newexten", "Cdr", "FullyBooted"} {
+		if re.MatchString("Event: " + name + "\r\nPrivilege: call,all\r\nChannel: Local/1@lab-00000001;1\r\n\r\n") {
+			t.Errorf("EventFilter lets %s through", name)
+		}
+	}
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/multcall/dialbridge/ami"
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
@@ -50,9 +52,11 @@ type E2EResult struct {
 type e2eOptions struct {
 	addr, prefix, cell string
 	n, threads, conns  int
+	events             string  // Config.AMIEvents
 	rate               float64 // 0: as fast as taken
 	rules              string
 	cpuProfile         string
+	allocProfile       string
 	logPath            string
 }
 
@@ -67,7 +71,7 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	keys := redisq.NewKeys(o.prefix, o.cell)
 	d := newDriver(side, keys, o.n)
 
-	sim, err := amisim.New(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: time.Second, Logf: d.originated})
+	sim, err := amisim.New(simConfig(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: time.Second, Logf: d.originated}, o.events))
 	if err != nil {
 		return E2EResult{}, fmt.Errorf("AMI simulator: %w", err)
 	}
@@ -108,6 +112,15 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if o.allocProfile != "" {
+		// The allocation profile counts from the process's start: the
+		// profile at the start of the run is written next to it, to be
+		// subtracted with pprof -base.
+		if err := writeAllocs(o.allocProfile + ".base"); err != nil {
+			return E2EResult{}, err
+		}
+		defer func() { _ = writeAllocs(o.allocProfile) }()
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -142,4 +155,30 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	r.CallsPS = float64(o.n) / r.Duration.Seconds()
 	r.ToOriginate, r.ToResult, r.NoOriginate = d.latencies()
 	return r, nil
+}
+
+// writeAllocs writes the process's allocation profile (as of the last GC:
+// one is forced first so the run's allocations are in it).
+func writeAllocs(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("alloc profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("alloc profile %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// simConfig sets what the simulator sends: every call event a real Asterisk
+// sends to a "read = call" user, or only what passes the manager.conf
+// eventfilter of docs/PROTOCOL.md (the name form of Asterisk 21+).
+func simConfig(cfg amisim.Config, events string) amisim.Config {
+	cfg.AllEvents = true
+	if events == "filtered" {
+		cfg.EventFilters = ami.EventFilterNames()
+	}
+	return cfg
 }

@@ -46,14 +46,14 @@ type InflightResult struct {
 // the simulator answers and never hangs up, waits until all n are live, and
 // reads /proc/<pid>/status; the goroutines are counted in the stack dump
 // the Go runtime writes on SIGQUIT (GOTRACEBACK=all), which also stops it.
-func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int, memProfile string) (InflightResult, error) {
+func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int, events, memProfile string) (InflightResult, error) {
 	rules, _ := amisim.ParseRules("answer,talk=forever")
 	side := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8, DisableIdentity: true})
 	defer side.Close()
 	defer deleteKeys(context.WithoutCancel(ctx), side, prefix) //nolint:errcheck // best effort
 	keys := redisq.NewKeys(prefix, cell)
 	d := newDriver(side, keys, n)
-	sim, err := amisim.New(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: 5 * time.Second})
+	sim, err := amisim.New(simConfig(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: 5 * time.Second}, events))
 	if err != nil {
 		return InflightResult{}, err
 	}

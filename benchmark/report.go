@@ -18,8 +18,8 @@ func (r *Report) Markdown(cmdline string) string {
 	fmt.Fprintf(&b, "- **Date**: %s\n", r.Started.UTC().Format(time.RFC1123))
 	fmt.Fprintf(&b, "- **Machine**: %s\n", Machine())
 	fmt.Fprintf(&b, "- **Redis**: %s\n", c.RedisAddr)
-	fmt.Fprintf(&b, "- **Parameters**: n %d per run, threads %d, paced %.0f calls/s × %d calls, in flight %d, runs %d, simulator outcome `%s`\n",
-		c.N, c.Threads, c.Rate, c.PacedN, c.Inflight, c.Runs, c.Outcome)
+	fmt.Fprintf(&b, "- **Parameters**: n %d per run, threads %d, paced %.0f calls/s × %d calls, in flight %d, runs %d, simulator outcome `%s`, AMI events `%s`\n",
+		c.N, c.Threads, c.Rate, c.PacedN, c.Inflight, c.Runs, c.Outcome, c.AMIEvents)
 	fmt.Fprintf(&b, "- **Command**: `%s`\n\n", cmdline)
 	b.WriteString("## Reproduce\n\n```sh\nscripts/bench.sh               # redis-server on a free port, dialbridge bench, stop (make bench-load, see Makefile)\n")
 	b.WriteString("scripts/bench.sh --n 20000 --runs 5 --only baseline,e2e   # any dialbridge bench flags\n")
@@ -42,7 +42,9 @@ func (r *Report) Markdown(cmdline string) string {
   push = just before the LPUSH that carried it; Originate = when the simulator received the
   Originate action (its per-originate log hook, taken right after OriginateRecord.At); result = when
   the simulated Multcall read the result. Under saturation push → Originate includes the wait in the
-  dial list.
+  dial list. AMI events ` + "`all`" + ` (the default): the simulator sends every call-class event a real
+  Asterisk 22 sends (21 for an answered call, of which dialbridge routes 7); ` + "`filtered`" + `: only
+  what passes the manager.conf eventfilter of PROTOCOL.md §3.
 - **paced**: the same at a fixed offered load (each command pushed at its due time).
 - **inflight**: the built binary as a subprocess (` + "`dialbridge run`" + `), threads = calls + 100, the simulator
   answering and never hanging up; RSS from /proc/<pid>/status once every call is live (+2 s),

@@ -2,6 +2,7 @@ package benchmark
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,13 +21,15 @@ type Config struct {
 	PacedN         int     // commands per paced run (default 10 s of Rate)
 	Inflight       int     // calls held for the memory scenario
 	Runs           int
-	Threads        int // threads of the cell (and baseline workers)
-	AMIConnections int // 0: default
+	Threads        int    // threads of the cell (and baseline workers)
+	AMIConnections int    // 0: default
+	AMIEvents      string // comma-separated modes, first with the bars: "filtered" (through ami.EventFilter), "all" (every call event a real Asterisk sends); default "filtered,all"
 	Outcome        string
 	Only           map[string]bool // empty: all of baseline,e2e,paced,inflight,acd
 	Start          StartFunc       // the daemon (e2e, paced)
 	Binary         string          // the dialbridge binary (inflight); empty skips it
-	CPUProfile     string          // CPU profile of the first e2e run (whole process)
+	CPUProfile     string          // CPU profile of the first e2e run (whole process); of the first paced run without e2e
+	AllocProfile   string          // allocation profile of the same run (and AllocProfile+".base" at its start)
 	MemProfile     string          // heap profile of the daemon of the first inflight run
 	Dir            string          // scratch directory (logs, settings)
 	Progress       io.Writer
@@ -62,6 +65,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.PacedN <= 0 {
 		cfg.PacedN = int(cfg.Rate * 10)
 	}
+	if cfg.AMIEvents == "" {
+		cfg.AMIEvents = "filtered,all"
+	}
+	var modes []string
+	for _, m := range strings.Split(cfg.AMIEvents, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "filtered", "all":
+			modes = append(modes, m)
+		case "":
+		default:
+			return nil, fmt.Errorf("AMI events must be filtered or all, got %q", m)
+		}
+	}
+	if len(modes) == 0 {
+		return nil, errors.New("no AMI events mode")
+	}
 	if cfg.Outcome == "" {
 		cfg.Outcome = "answer"
 	}
@@ -89,8 +108,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("outcome must be answer or busy, got %q", cfg.Outcome)
 	}
 
-	var base, serial, e2e []float64
-	var e2eRes, pacedRes []E2EResult
+	var base, serial []float64
+	e2e := make([][]float64, len(modes))
+	e2eRes := make([][]E2EResult, len(modes))
+	pacedRes := make([][]E2EResult, len(modes))
 	for i := range cfg.Runs {
 		// Baseline and e2e interleaved, so both see the same neighbours.
 		if cfg.want("baseline") {
@@ -107,21 +128,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			say("baseline (serial claim) run %d: %d calls in %s: %.0f calls/s", i+1, s.Calls, s.Duration.Round(time.Millisecond), s.CallsPS)
 			serial = append(serial, s.CallsPS)
 		}
-		if cfg.want("e2e") && cfg.Start != nil {
-			prof := ""
-			if i == 0 {
-				prof = cfg.CPUProfile
+		for k, mode := range modes {
+			if !cfg.want("e2e") || cfg.Start == nil {
+				break
 			}
-			r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e", i), cell: cell, n: cfg.N,
-				threads: cfg.Threads, conns: cfg.AMIConnections, rules: rules, cpuProfile: prof,
+			prof, allocs := "", ""
+			if i == 0 && k == 0 {
+				prof, allocs = cfg.CPUProfile, cfg.AllocProfile
+			}
+			r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
+				threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs,
 				logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
 			if err != nil {
-				return rep, fmt.Errorf("e2e run %d: %w", i+1, err)
+				return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
 			}
-			say("e2e run %d: %d calls in %s: %.0f calls/s; push→Originate %s; push→result %s; %s",
-				i+1, r.Calls, r.Duration.Round(time.Millisecond), r.CallsPS, r.ToOriginate, r.ToResult, r.Statuses)
-			e2e = append(e2e, r.CallsPS)
-			e2eRes = append(e2eRes, r)
+			say("e2e run %d (AMI events %s): %d calls in %s: %.0f calls/s; push→Originate %s; push→result %s; %s",
+				i+1, mode, r.Calls, r.Duration.Round(time.Millisecond), r.CallsPS, r.ToOriginate, r.ToResult, r.Statuses)
+			e2e[k] = append(e2e[k], r.CallsPS)
+			e2eRes[k] = append(e2eRes[k], r)
 		}
 	}
 	if len(base) > 0 {
@@ -134,19 +158,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Rows = append(rep.Rows, Row{Scenario: fmt.Sprintf("baseline, serial claim (1 claimer, %d workers: the daemon's shape)", cfg.Threads), Metric: "calls/s",
 			Median: fmtNum(Median(serial)), Runs: fmtNums(serial), Ratio: fmt.Sprintf("%.0f %%", 100*Median(rs))})
 	}
-	if len(e2e) > 0 {
-		row := Row{Scenario: "e2e (daemon, threads " + strconv.Itoa(cfg.Threads) + ", " + cfg.Outcome + " at once)", Metric: "calls/s",
-			Median: fmtNum(Median(e2e)), Runs: fmtNums(e2e), Bar: "≥ 50 % of baseline"}
-		if len(base) == len(e2e) {
-			ratios := make([]float64, len(e2e))
-			for i := range e2e {
-				ratios[i] = e2e[i] / base[i]
+	for k, mode := range modes {
+		if len(e2e[k]) == 0 {
+			continue
+		}
+		row := Row{Scenario: "e2e (daemon, threads " + strconv.Itoa(cfg.Threads) + ", " + cfg.Outcome + " at once, AMI events " + mode + ")", Metric: "calls/s",
+			Median: fmtNum(Median(e2e[k])), Runs: fmtNums(e2e[k]), Bar: "≥ 50 % of baseline"}
+		if len(base) == len(e2e[k]) {
+			ratios := make([]float64, len(e2e[k]))
+			for i := range e2e[k] {
+				ratios[i] = e2e[k][i] / base[i]
 			}
 			row.Ratio = fmt.Sprintf("%.0f %% (per run %s)", 100*Median(ratios), fmtPcts(ratios))
 			row.Met = yes(Median(ratios) >= 0.5)
 		}
 		rep.Rows = append(rep.Rows, row)
-		rep.Rows = append(rep.Rows, latencyRows("e2e", e2eRes, "")...)
+		rep.Rows = append(rep.Rows, latencyRows("e2e, AMI events "+mode, e2eRes[k], "")...)
 	}
 	if cfg.want("paced") && cfg.Start != nil {
 		var chainRes []E2EResult
@@ -159,18 +186,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				say("paced baseline (raw go-redis chain) run %d: push→\"Originate\" %s; push→result %s", i+1, c.ToOriginate, c.ToResult)
 				chainRes = append(chainRes, c)
 			}
-			r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced", i), cell: cell, n: cfg.PacedN,
-				threads: cfg.Threads, conns: cfg.AMIConnections, rate: cfg.Rate, rules: rules,
-				logPath: filepath.Join(cfg.Dir, "paced-daemon.log")})
-			if err != nil {
-				return rep, fmt.Errorf("paced run %d: %w", i+1, err)
+			for k, mode := range modes {
+				prof, allocs := "", ""
+				if i == 0 && k == 0 && !cfg.want("e2e") {
+					prof, allocs = cfg.CPUProfile, cfg.AllocProfile
+				}
+				r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced-"+mode, i), cell: cell, n: cfg.PacedN,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, cpuProfile: prof, allocProfile: allocs,
+					logPath: filepath.Join(cfg.Dir, "paced-daemon.log")})
+				if err != nil {
+					return rep, fmt.Errorf("paced run %d (AMI events %s): %w", i+1, mode, err)
+				}
+				say("paced run %d (%.0f calls/s offered, AMI events %s): %d calls in %s: push→Originate %s; push→result %s",
+					i+1, cfg.Rate, mode, r.Calls, r.Duration.Round(time.Millisecond), r.ToOriginate, r.ToResult)
+				pacedRes[k] = append(pacedRes[k], r)
 			}
-			say("paced run %d (%.0f calls/s offered): %d calls in %s: push→Originate %s; push→result %s",
-				i+1, cfg.Rate, r.Calls, r.Duration.Round(time.Millisecond), r.ToOriginate, r.ToResult)
-			pacedRes = append(pacedRes, r)
 		}
 		rep.Rows = append(rep.Rows, latencyRows(fmt.Sprintf("paced baseline %.0f/s (raw go-redis chain, no AMI)", cfg.Rate), chainRes, "")...)
-		rep.Rows = append(rep.Rows, latencyRows(fmt.Sprintf("paced %.0f/s", cfg.Rate), pacedRes, "p99 < 2ms")...)
+		for k, mode := range modes {
+			rep.Rows = append(rep.Rows, latencyRows(fmt.Sprintf("paced %.0f/s, AMI events %s", cfg.Rate, mode), pacedRes[k], "p99 < 2ms")...)
+		}
 	}
 	if cfg.want("inflight") {
 		if cfg.Binary == "" {
@@ -182,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if i == 0 {
 					prof = cfg.MemProfile
 				}
-				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections, prof)
+				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections, modes[0], prof)
 				if err != nil {
 					return rep, fmt.Errorf("inflight run %d: %w", i+1, err)
 				}
@@ -196,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			n := strconv.Itoa(cfg.Inflight)
 			rep.Rows = append(rep.Rows,
-				Row{Scenario: "inflight " + n + " answered calls", Metric: "daemon RSS (MB)", Median: fmtNum1(Median(rss)), Runs: fmtNums1(rss),
+				Row{Scenario: "inflight " + n + " answered calls, AMI events " + modes[0], Metric: "daemon RSS (MB)", Median: fmtNum1(Median(rss)), Runs: fmtNums1(rss),
 					Ratio: "idle " + fmtNum1(Median(idle)) + " MB", Bar: "< 100 MB", Met: yes(Median(rss) < 100)},
 				Row{Scenario: "inflight " + n + " answered calls", Metric: "RSS per call (KiB, above idle)", Median: fmtNum1(Median(per)), Runs: fmtNums1(per)},
 				Row{Scenario: "inflight " + n + " answered calls", Metric: "goroutines (per call)", Median: fmt.Sprintf("%.0f (%.2f)", Median(gor), Median(gor)/float64(cfg.Inflight)), Runs: fmtNums(gor)},

@@ -139,6 +139,8 @@ func (c *call) start() {
 		c.emit(bt)
 		return
 	}
+	c.callerIDs(bt)
+	c.dialBegin(bt)
 	ring := c.rule.RingFor
 	c.final = c.outcome
 	if c.final == OutcomeNoAnswer || ring >= c.timeout {
@@ -186,7 +188,9 @@ func (c *call) outcomeStep(bt *batch) {
 			c.newstate(bt, 0, stateUp)
 			c.newstate(bt, 1, stateUp)
 		}
+		c.dialEnd(bt, "ANSWER")
 		c.addOR(bt, true, 4)
+		c.deviceState(bt, "INUSE")
 		c.phase = phaseUp
 		c.answerAt = time.Now()
 		// The ;1 leg now runs the Originate's target.
@@ -201,16 +205,19 @@ func (c *call) outcomeStep(bt *batch) {
 			c.schedule(c.rule.TalkFor, func(bt *batch) {
 				c.hangup(bt, 1, 16)
 				c.hangup(bt, 0, 16)
+				c.deviceState(bt, "NOT_INUSE")
 				c.end()
 			})
 		}
 	case OutcomeBusy:
+		c.dialEnd(bt, "BUSY")
 		c.newstate(bt, 1, stateBusy)
 		c.addOR(bt, false, 5)
 		c.hangup(bt, 0, 0)
 		c.hangup(bt, 1, 17)
 		c.end()
 	case OutcomeCongestion:
+		c.dialEnd(bt, "CONGESTION")
 		c.newstate(bt, 1, stateBusy)
 		c.hangup(bt, 0, 0)
 		c.hangup(bt, 1, 34)
@@ -226,6 +233,7 @@ func (c *call) outcomeStep(bt *batch) {
 		c.hangup(bt, 0, cause)
 		c.end()
 	case OutcomeNoAnswer:
+		c.dialEnd(bt, "NOANSWER")
 		c.addOR(bt, false, 3)
 		c.hangup(bt, 0, 19)
 		c.hangup(bt, 1, 19)
@@ -362,27 +370,34 @@ func (c *call) addOR(bt *batch, success bool, reason int) {
 	bt.b = append(b, '\r', '\n')
 }
 
-// appendChannel renders the standard channel snapshot block.
-func (c *call) appendChannel(b []byte, i int, fresh bool) []byte {
+// appendChannel renders the standard channel snapshot block of leg i, each
+// header name preceded by prefix ("Dest", "LocalOne"... or none).
+func (c *call) appendChannel(b []byte, prefix string, i int, fresh bool) []byte {
 	l := &c.legs[i]
 	num, name := c.cidNum, c.cidName
 	if fresh { // Newchannel: the caller id is set just after
 		num, name = "<unknown>", "<unknown>"
 	}
-	b = appendHeader(b, "Channel", l.name)
+	h := func(k, v string) {
+		b = append(b, prefix...)
+		b = appendHeader(b, k, v)
+	}
+	h("Channel", l.name)
+	b = append(b, prefix...)
 	b = appendHeaderInt(b, "ChannelState", int64(l.state))
-	b = appendHeader(b, "ChannelStateDesc", stateDesc[l.state])
-	b = appendHeader(b, "CallerIDNum", num)
-	b = appendHeader(b, "CallerIDName", name)
-	b = appendHeader(b, "ConnectedLineNum", num)
-	b = appendHeader(b, "ConnectedLineName", name)
-	b = appendHeader(b, "Language", "en")
-	b = appendHeader(b, "AccountCode", c.account)
-	b = appendHeader(b, "Context", l.context)
-	b = appendHeader(b, "Exten", l.exten)
+	h("ChannelStateDesc", stateDesc[l.state])
+	h("CallerIDNum", num)
+	h("CallerIDName", name)
+	h("ConnectedLineNum", num)
+	h("ConnectedLineName", name)
+	h("Language", "en")
+	h("AccountCode", c.account)
+	h("Context", l.context)
+	h("Exten", l.exten)
+	b = append(b, prefix...)
 	b = appendHeaderInt(b, "Priority", int64(l.priority))
-	b = appendHeader(b, "Uniqueid", l.uniqueid)
-	b = appendHeader(b, "Linkedid", c.linkedid)
+	h("Uniqueid", l.uniqueid)
+	h("Linkedid", c.linkedid)
 	return b
 }
 
@@ -390,7 +405,7 @@ func (c *call) newchannel(bt *batch, i int) {
 	bt.mark()
 	b := appendHeader(bt.b, "Event", "Newchannel")
 	b = appendHeader(b, "Privilege", "call,all")
-	b = c.appendChannel(b, i, true)
+	b = c.appendChannel(b, "", i, true)
 	bt.b = append(b, '\r', '\n')
 }
 
@@ -402,7 +417,7 @@ func (c *call) newstate(bt *batch, i, state int) {
 	bt.mark()
 	b := appendHeader(bt.b, "Event", "Newstate")
 	b = appendHeader(b, "Privilege", "call,all")
-	b = c.appendChannel(b, i, false)
+	b = c.appendChannel(b, "", i, false)
 	bt.b = append(b, '\r', '\n')
 }
 
@@ -410,10 +425,11 @@ func (c *call) hangup(bt *batch, i, cause int) {
 	if i == 1 && c.outcome != OutcomeDoesNotExist && c.legs[1].priority < 2 {
 		c.legs[1].priority = 2 // the ;2 leg ran its dialplan a step further
 	}
+	c.hangupRequest(bt, i, cause)
 	bt.mark()
 	b := appendHeader(bt.b, "Event", "Hangup")
 	b = appendHeader(b, "Privilege", "call,all")
-	b = c.appendChannel(b, i, false)
+	b = c.appendChannel(b, "", i, false)
 	b = appendHeaderInt(b, "Cause", int64(cause))
 	b = appendHeader(b, "Cause-txt", CauseText(cause))
 	bt.b = append(b, '\r', '\n')

@@ -45,6 +45,15 @@ type Config struct {
 	// every one, N > 0 keeps the last N, negative keeps none (benchmarks).
 	// OriginateCount and WaitOriginates count every originate regardless.
 	MaxRecords int
+	// AllEvents also sends the call-class events dialbridge does not route
+	// (NewCallerid, NewConnectedLine, LocalBridge, DialBegin, DialEnd,
+	// DeviceStateChange, SoftHangupRequest, HangupRequest) as a real
+	// Asterisk does: 21 events for an answered call instead of 7.
+	AllEvents bool
+	// EventFilters is manager.conf's legacy eventfilter for the user: each a
+	// regular expression matched against an event's whole text, "!" first
+	// to exclude. Empty: every event.
+	EventFilters []string
 	// Logf, when set, receives a line per session event and per originate.
 	Logf func(format string, args ...any)
 }
@@ -80,6 +89,7 @@ type Stats struct {
 // Server is a running AMI simulator.
 type Server struct {
 	cfg     Config
+	filter  *eventFilter // nil: every event
 	ln      net.Listener
 	started time.Time
 
@@ -148,12 +158,17 @@ func New(cfg Config) (*Server, error) {
 	if err := ValidateRules(cfg.Rules); err != nil {
 		return nil, fmt.Errorf("amisim: %w", err)
 	}
+	filter, err := newEventFilter(cfg.EventFilters)
+	if err != nil {
+		return nil, fmt.Errorf("amisim: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("amisim: %w", err)
 	}
 	s := &Server{
 		cfg:      cfg,
+		filter:   filter,
 		ln:       ln,
 		started:  time.Now(),
 		sessions: make(map[*session]struct{}),
@@ -291,6 +306,9 @@ func (s *Server) removeSession(ss *session) {
 // broadcast queues n pre-rendered event messages of class flag to every
 // logged-in session whose event mask covers it (manager_event).
 func (s *Server) broadcast(b []byte, n int, flag int64) {
+	if s.filter != nil {
+		b, n = s.filter.apply(b)
+	}
 	if len(b) == 0 {
 		return
 	}

@@ -31,9 +31,11 @@ func runBench(args []string) int {
 	runs := fs.Int("runs", 3, "runs of each scenario (the table shows medians)")
 	threads := fs.Int("threads", 1000, "threads of the cell under test (and baseline workers)")
 	conns := fs.Int("ami-connections", 0, "ami.connections of the daemon (0: the default)")
+	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
 	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first e2e run to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first e2e run (of the first paced run without e2e) to this file")
+	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
 	memprofile := fs.String("memprofile", "", "write a heap profile of the daemon holding the calls of the first inflight run to this file")
 	out := fs.String("out", "", "also write the report (Markdown) to this file, e.g. docs/PERFORMANCE.md")
 	fs.Usage = func() {
@@ -70,8 +72,8 @@ func runBench(args []string) int {
 
 	cfg := benchmark.Config{
 		RedisAddr: *addr, N: *n, Rate: *rate, PacedN: *pacedN, Inflight: *inflight, Runs: *runs,
-		Threads: *threads, AMIConnections: *conns, Outcome: *outcome, Only: sel,
-		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, MemProfile: *memprofile, Progress: os.Stderr,
+		Threads: *threads, AMIConnections: *conns, AMIEvents: *events, Outcome: *outcome, Only: sel,
+		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, AllocProfile: *allocprofile, MemProfile: *memprofile, Progress: os.Stderr,
 	}
 	fmt.Fprintf(os.Stderr, "dialbridge bench: redis %s; %s\n", *addr, benchmark.Machine())
 	rep, err := benchmark.Run(ctx, cfg)
