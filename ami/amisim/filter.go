@@ -83,15 +83,14 @@ func newEventFilter(exprs []string) (*eventFilter, error) {
 }
 
 func (f *eventFilter) pass(ev []byte) bool {
-	var name string
+	var include, named bool
 	if len(f.names) > 0 {
 		if rest, ok := bytes.CutPrefix(ev, []byte("Event: ")); ok {
 			if i := bytes.IndexByte(rest, '\r'); i >= 0 {
-				name = string(rest[:i])
+				include, named = f.names[string(rest[:i])] // no allocation: a map index by converted bytes
 			}
 		}
 	}
-	include, named := f.names[name]
 	if len(f.include) > 0 || f.nameIncludes {
 		in := named && include
 		for _, re := range f.include {
@@ -130,17 +129,25 @@ func (f *eventFilter) drops(name string) bool {
 }
 
 // apply keeps the events of b (messages, each ending in an empty line)
-// that pass, and returns them with their number.
+// that pass, and returns them with their number. When all pass, b itself
+// comes back: the usual case once dropped events are not rendered at all.
 func (f *eventFilter) apply(b []byte) ([]byte, int) {
+	all, n := true, 0
+	for rest := b; len(rest) > 0; n++ {
+		end := eventEnd(rest)
+		if !f.pass(rest[:end]) {
+			all = false
+			break
+		}
+		rest = rest[end:]
+	}
+	if all {
+		return b, n
+	}
 	out := make([]byte, 0, len(b))
 	kept := 0
 	for len(b) > 0 {
-		end := bytes.Index(b, []byte("\r\n\r\n"))
-		if end < 0 {
-			end = len(b)
-		} else {
-			end += 4
-		}
+		end := eventEnd(b)
 		if ev := b[:end]; f.pass(ev) {
 			out = append(out, ev...)
 			kept++
@@ -148,4 +155,13 @@ func (f *eventFilter) apply(b []byte) ([]byte, int) {
 		b = b[end:]
 	}
 	return out, kept
+}
+
+// eventEnd is the length of the first message of b, its empty line included.
+func eventEnd(b []byte) int {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return len(b)
+	}
+	return end + 4
 }
