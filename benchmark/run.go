@@ -128,24 +128,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			say("baseline (serial claim) run %d: %d calls in %s: %.0f calls/s", i+1, s.Calls, s.Duration.Round(time.Millisecond), s.CallsPS)
 			serial = append(serial, s.CallsPS)
 		}
-		for k, mode := range modes {
-			if !cfg.want("e2e") || cfg.Start == nil {
-				break
+		if cfg.want("e2e") && cfg.Start != nil {
+			for k, mode := range modes {
+				prof, allocs := "", ""
+				if i == 0 && k == 0 {
+					prof, allocs = cfg.CPUProfile, cfg.AllocProfile
+				}
+				r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs,
+					logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
+				if err != nil {
+					return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
+				}
+				say("e2e run %d (AMI events %s): %d calls in %s: %.0f calls/s; push→Originate %s; push→result %s; %s",
+					i+1, mode, r.Calls, r.Duration.Round(time.Millisecond), r.CallsPS, r.ToOriginate, r.ToResult, r.Statuses)
+				e2e[k] = append(e2e[k], r.CallsPS)
+				e2eRes[k] = append(e2eRes[k], r)
 			}
-			prof, allocs := "", ""
-			if i == 0 && k == 0 {
-				prof, allocs = cfg.CPUProfile, cfg.AllocProfile
-			}
-			r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
-				threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs,
-				logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
-			if err != nil {
-				return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
-			}
-			say("e2e run %d (AMI events %s): %d calls in %s: %.0f calls/s; push→Originate %s; push→result %s; %s",
-				i+1, mode, r.Calls, r.Duration.Round(time.Millisecond), r.CallsPS, r.ToOriginate, r.ToResult, r.Statuses)
-			e2e[k] = append(e2e[k], r.CallsPS)
-			e2eRes[k] = append(e2eRes[k], r)
 		}
 	}
 	if len(base) > 0 {

@@ -31,6 +31,13 @@ func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 
 var _ redis.Hook = (*pipelineCounter)(nil)
 
+// countCommands hooks a pipelineCounter into rdb.
+func countCommands(rdb *redis.Client) *pipelineCounter {
+	h := &pipelineCounter{}
+	rdb.AddHook(h)
+	return h
+}
+
 // echoScript appends ARGV[1] to a list and returns it doubled: the reply
 // says whose step it was, the list says the step ran once.
 var echoScript = redis.NewScript(`redis.call("RPUSH", KEYS[1], ARGV[1]); return tonumber(ARGV[1]) * 2`)
@@ -38,8 +45,7 @@ var echoScript = redis.NewScript(`redis.call("RPUSH", KEYS[1], ARGV[1]); return 
 func TestBatcher(t *testing.T) {
 	t.Run("alone", func(t *testing.T) {
 		_, rdb := rqRedis(t)
-		h := &pipelineCounter{}
-		rdb.AddHook(h)
+		h := countCommands(rdb)
 		b := &batcher{rdb: rdb}
 		ctx := rqCtx(t)
 		if n, err := b.run(ctx, echoScript, []string{"l"}, 21).Int(); err != nil || n != 42 {
@@ -58,8 +64,7 @@ func TestBatcher(t *testing.T) {
 	})
 	t.Run("concurrent steps share pipelines", func(t *testing.T) {
 		_, rdb := rqRedis(t)
-		h := &pipelineCounter{}
-		rdb.AddHook(h)
+		h := countCommands(rdb)
 		b := &batcher{rdb: rdb}
 		ctx := rqCtx(t)
 		echoScript.Load(ctx, rdb)

@@ -182,8 +182,7 @@ func TestClaimMore(t *testing.T) {
 func TestClaimMoreAfterClaimNext(t *testing.T) {
 	_, rdb := rqRedis(t)
 	ctx := rqCtx(t)
-	h := &pipelineCounter{}
-	rdb.AddHook(h)
+	h := countCommands(rdb)
 	q := NewQueue(rdb, "dialbridge", rqCell, rqInst)
 	k := q.Keys()
 

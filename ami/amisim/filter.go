@@ -132,27 +132,23 @@ func (f *eventFilter) drops(name string) bool {
 // that pass, and returns them with their number. When all pass, b itself
 // comes back: the usual case once dropped events are not rendered at all.
 func (f *eventFilter) apply(b []byte) ([]byte, int) {
-	all, n := true, 0
-	for rest := b; len(rest) > 0; n++ {
-		end := eventEnd(rest)
-		if !f.pass(rest[:end]) {
-			all = false
-			break
-		}
-		rest = rest[end:]
-	}
-	if all {
-		return b, n
-	}
-	out := make([]byte, 0, len(b))
+	var out []byte // nil until an event is dropped: then the kept ones so far are copied
 	kept := 0
-	for len(b) > 0 {
-		end := eventEnd(b)
-		if ev := b[:end]; f.pass(ev) {
-			out = append(out, ev...)
+	for off := 0; off < len(b); {
+		end := off + eventEnd(b[off:])
+		switch {
+		case f.pass(b[off:end]):
+			if out != nil {
+				out = append(out, b[off:end]...)
+			}
 			kept++
+		case out == nil:
+			out = append(make([]byte, 0, len(b)), b[:off]...)
 		}
-		b = b[end:]
+		off = end
+	}
+	if out == nil {
+		return b, kept
 	}
 	return out, kept
 }
