@@ -52,8 +52,7 @@ func (d *testDaemon) Run(ctx context.Context) error {
 	d.rdb.Close()
 	return err
 }
-func (d *testDaemon) Ready() bool   { return d.cell.Claiming() }
-func (d *testDaemon) InFlight() int { return d.cell.InFlight() }
+func (d *testDaemon) Ready() bool { return d.cell.Claiming() }
 
 // TestRunSmall runs baseline, e2e and paced at tiny scale on miniredis and
 // prints the table.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"time"
 
@@ -32,7 +33,6 @@ type Target struct {
 type Daemon interface {
 	Run(ctx context.Context) error
 	Ready() bool // claiming: AMI and Redis up
-	InFlight() int
 }
 
 // StartFunc builds the daemon for t, as "dialbridge run" does.
@@ -57,6 +57,7 @@ type e2eOptions struct {
 	rules              string
 	cpuProfile         string
 	allocProfile       string
+	trace              string // execution trace of the daemon (go tool trace)
 	logPath            string
 }
 
@@ -101,25 +102,53 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 		}
 	}
 
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return E2EResult{}, err
+	if prof, ok := dmn.(profiler); ok {
+		// The daemon in its own process profiles itself: the profiles
+		// hold the daemon's work only, none of the harness's.
+		for kind, path := range map[string]string{"profile": o.cpuProfile, "trace": o.trace} {
+			if path != "" {
+				wait := prof.record(context.WithoutCancel(ctx), kind, o.profileSeconds(), path)
+				defer func() { _ = wait() }()
+			}
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return E2EResult{}, err
+		if o.allocProfile != "" {
+			if err := prof.heapProfile(ctx, o.allocProfile+".base"); err != nil {
+				return E2EResult{}, fmt.Errorf("alloc profile: %w", err)
+			}
+			defer func() { _ = prof.heapProfile(context.WithoutCancel(ctx), o.allocProfile) }()
 		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-	if o.allocProfile != "" {
-		// The allocation profile counts from the process's start: the
-		// profile at the start of the run is written next to it, to be
-		// subtracted with pprof -base.
-		if err := writeAllocs(o.allocProfile + ".base"); err != nil {
-			return E2EResult{}, err
+	} else {
+		if o.trace != "" {
+			f, err := os.Create(o.trace)
+			if err != nil {
+				return E2EResult{}, err
+			}
+			if err := trace.Start(f); err != nil {
+				f.Close()
+				return E2EResult{}, err
+			}
+			defer func() { trace.Stop(); f.Close() }()
 		}
-		defer func() { _ = writeAllocs(o.allocProfile) }()
+		if o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err != nil {
+				return E2EResult{}, err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return E2EResult{}, err
+			}
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+		if o.allocProfile != "" {
+			// The allocation profile counts from the process's start: the
+			// profile at the start of the run is written next to it, to be
+			// subtracted with pprof -base.
+			if err := writeAllocs(o.allocProfile + ".base"); err != nil {
+				return E2EResult{}, err
+			}
+			defer func() { _ = writeAllocs(o.allocProfile) }()
+		}
 	}
 
 	var wg sync.WaitGroup
@@ -155,6 +184,17 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	r.CallsPS = float64(o.n) / r.Duration.Seconds()
 	r.ToOriginate, r.ToResult, r.NoOriginate = d.latencies()
 	return r, nil
+}
+
+// profileSeconds is how long a CPU profile of the daemon in its own process
+// lasts (it cannot be stopped early from outside): the whole of a paced
+// run, and about the whole of an e2e run at the rates this bench sees. An
+// idle daemon adds no samples, so a longer window costs only waiting.
+func (o e2eOptions) profileSeconds() int {
+	if o.rate > 0 {
+		return int(float64(o.n)/o.rate) + 2
+	}
+	return max(3, o.n/8000+2)
 }
 
 // writeAllocs writes the process's allocation profile (as of the last GC:

@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ type InflightResult struct {
 // the simulator answers and never hangs up, waits until all n are live, and
 // reads /proc/<pid>/status; the goroutines are counted in the stack dump
 // the Go runtime writes on SIGQUIT (GOTRACEBACK=all), which also stops it.
-func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int, events, memProfile string) (InflightResult, error) {
+func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, conns int, events, memProfile string, env []string) (InflightResult, error) {
 	rules, _ := amisim.ParseRules("answer,talk=forever")
 	side := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8, DisableIdentity: true})
 	defer side.Close()
@@ -59,45 +58,15 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 	}
 	defer sim.Close()
 
-	host, port, _ := strings.Cut(addr, ":")
-	httpAddr, err := freeLoopbackAddr()
+	// A long ACK timeout: 10,000 confirmations queue up while the calls
+	// ramp up.
+	p, err := startProc(bin, procSettings{Target: Target{RedisAddr: addr, AMIPort: sim.Port(), Prefix: prefix, Cell: cell,
+		Threads: n + 100, AMIConnections: conns}, Dir: dir, Name: "inflight", CommandAck: 30 * time.Second}, append(env, "GOTRACEBACK=all")...)
 	if err != nil {
 		return InflightResult{}, err
 	}
-	settings := filepath.Join(dir, "inflight.yaml")
-	connLine := ""
-	if conns > 0 {
-		connLine = fmt.Sprintf(", connections: %d", conns)
-	}
-	yaml := fmt.Sprintf(`log: {level: info, format: json, location: %q}
-redis: {host: %s, port: %s, prefix: %s}
-ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret%s}
-timeouts: {command_response: 5s, command_ack: 30s, shutdown_grace: 1s}
-originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 30s}
-queues: [{name: %q, threads: %d}]
-http: {listen: %q, pprof: true}
-`, filepath.Join(dir, "inflight-daemon.log"), host, port, prefix, sim.Port(), connLine, cell, n+100, httpAddr)
-	if err := os.WriteFile(settings, []byte(yaml), 0o600); err != nil {
-		return InflightResult{}, err
-	}
-	var stderr syncBuffer
-	cmd := exec.Command(bin, "run", "--config", settings, cell)
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return InflightResult{}, err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // SIGQUIT exits with 2
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	pid := cmd.Process.Pid
+	defer p.kill()
+	pid, httpAddr := p.pid(), p.httpAddr
 
 	// Logged in: the event session and every action session.
 	want := 3
@@ -106,11 +75,11 @@ http: {listen: %q, pprof: true}
 	}
 	for deadline := time.Now().Add(20 * time.Second); sim.Stats().Logins < int64(want); {
 		if time.Now().After(deadline) {
-			return InflightResult{}, fmt.Errorf("daemon did not log in to AMI within 20s: %s", lastLines(stderr.String(), 5))
+			return InflightResult{}, fmt.Errorf("daemon did not log in to AMI within 20s: %s", p.failure())
 		}
 		select {
-		case <-exited:
-			return InflightResult{}, fmt.Errorf("daemon exited: %s", lastLines(stderr.String(), 5))
+		case <-p.exited:
+			return InflightResult{}, errors.New(p.failure())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -156,13 +125,13 @@ http: {listen: %q, pprof: true}
 		}
 	}
 
-	cmd.Process.Signal(syscall.SIGQUIT) //nolint:errcheck // checked through the dump
+	p.cmd.Process.Signal(syscall.SIGQUIT) //nolint:errcheck // checked through the dump
 	select {
-	case <-exited:
+	case <-p.exited:
 	case <-time.After(30 * time.Second):
 		return r, fmt.Errorf("daemon did not exit on SIGQUIT")
 	}
-	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "goroutine ") && strings.HasSuffix(sc.Text(), ":") {

@@ -26,10 +26,13 @@ type Config struct {
 	AMIEvents      string // comma-separated modes, first with the bars: "filtered" (through ami.EventFilter), "all" (every call event a real Asterisk sends); default "filtered,all"
 	Outcome        string
 	Only           map[string]bool // empty: all of baseline,e2e,paced,inflight,acd
-	Start          StartFunc       // the daemon (e2e, paced)
-	Binary         string          // the dialbridge binary (inflight); empty skips it
-	CPUProfile     string          // CPU profile of the first e2e run (whole process); of the first paced run without e2e
-	AllocProfile   string          // allocation profile of the same run (and AllocProfile+".base" at its start)
+	Start          StartFunc       // the daemon in this process (e2e, paced with InProcess or without Binary)
+	Binary         string          // the dialbridge binary: the daemon's own process (e2e, paced, inflight); empty skips inflight
+	InProcess      bool            // e2e and paced run Start in this process instead of Binary
+	DaemonEnv      []string        // KEY=VALUE added to the environment of the daemon's process (GOGC …)
+	CPUProfile     string          // CPU profile of the daemon in the first e2e run (of the first paced run without e2e); of the whole process InProcess
+	AllocProfile   string          // allocation (heap) profile of the same daemon after the run (and AllocProfile+".base" at its start)
+	Trace          string          // execution trace of the same daemon (go tool trace)
 	MemProfile     string          // heap profile of the daemon of the first inflight run
 	Dir            string          // scratch directory (logs, settings)
 	Progress       io.Writer
@@ -99,6 +102,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Dir = d
 	}
 	rep := &Report{Config: cfg, Started: time.Now()}
+	start := cfg.Start
+	if !cfg.InProcess && cfg.Binary != "" {
+		start = SubprocessStart(cfg.Binary, cfg.Dir, cfg.DaemonEnv...)
+	}
 	say := func(f string, a ...any) { fmt.Fprintf(cfg.Progress, f+"\n", a...) }
 	runID := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	prefix := func(s string, i int) string { return "bench-" + runID + "-" + s + strconv.Itoa(i) }
@@ -128,14 +135,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			say("baseline (serial claim) run %d: %d calls in %s: %.0f calls/s", i+1, s.Calls, s.Duration.Round(time.Millisecond), s.CallsPS)
 			serial = append(serial, s.CallsPS)
 		}
-		if cfg.want("e2e") && cfg.Start != nil {
+		if cfg.want("e2e") && start != nil {
 			for k, mode := range modes {
-				prof, allocs := "", ""
+				prof, allocs, trace := "", "", ""
 				if i == 0 && k == 0 {
-					prof, allocs = cfg.CPUProfile, cfg.AllocProfile
+					prof, allocs, trace = cfg.CPUProfile, cfg.AllocProfile, cfg.Trace
 				}
-				r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs,
+				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs, trace: trace,
 					logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
@@ -174,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Rows = append(rep.Rows, row)
 		rep.Rows = append(rep.Rows, latencyRows("e2e, AMI events "+mode, e2eRes[k], "")...)
 	}
-	if cfg.want("paced") && cfg.Start != nil {
+	if cfg.want("paced") && start != nil {
 		var chainRes []E2EResult
 		for i := range cfg.Runs {
 			if cfg.want("baseline") {
@@ -186,12 +193,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				chainRes = append(chainRes, c)
 			}
 			for k, mode := range modes {
-				prof, allocs := "", ""
+				prof, allocs, trace := "", "", ""
 				if i == 0 && k == 0 && !cfg.want("e2e") {
-					prof, allocs = cfg.CPUProfile, cfg.AllocProfile
+					prof, allocs, trace = cfg.CPUProfile, cfg.AllocProfile, cfg.Trace
 				}
-				r, err := runE2E(ctx, cfg.Start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced-"+mode, i), cell: cell, n: cfg.PacedN,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, cpuProfile: prof, allocProfile: allocs,
+				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced-"+mode, i), cell: cell, n: cfg.PacedN,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, cpuProfile: prof, allocProfile: allocs, trace: trace,
 					logPath: filepath.Join(cfg.Dir, "paced-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("paced run %d (AMI events %s): %w", i+1, mode, err)
@@ -216,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if i == 0 {
 					prof = cfg.MemProfile
 				}
-				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections, modes[0], prof)
+				r, err := runInflight(ctx, cfg.Binary, cfg.RedisAddr, prefix("inflight", i), cell, cfg.Dir, cfg.Inflight, cfg.AMIConnections, modes[0], prof, cfg.DaemonEnv)
 				if err != nil {
 					return rep, fmt.Errorf("inflight run %d: %w", i+1, err)
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/multcall/dialbridge/benchmark"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/internal/gctune"
 )
 
 func init() { register("bench", runBench) }
@@ -36,7 +37,10 @@ func runBench(args []string) int {
 	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first e2e run (of the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
+	traceFile := fs.String("trace", "", "write an execution trace of the daemon in the same run to this file (go tool trace; -pprof=sched shows scheduling delays)")
 	memprofile := fs.String("memprofile", "", "write a heap profile of the daemon holding the calls of the first inflight run to this file")
+	inProcess := fs.Bool("in-process", false, "run the daemon of e2e and paced inside the bench process (sharing its heap and GC with the simulators) instead of as its own process, as deployed")
+	daemonEnv := fs.String("daemon-env", "", "comma-separated KEY=VALUE added to the daemon's environment, e.g. GOGC=400,GOMEMLIMIT=96MiB (not with --in-process)")
 	out := fs.String("out", "", "also write the report (Markdown) to this file, e.g. docs/PERFORMANCE.md")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: dialbridge bench [--redis HOST:PORT] [--n 100000] [--rate 1000] [--inflight 10000] [--runs 3] [--only baseline,e2e,paced,inflight,acd]")
@@ -63,17 +67,36 @@ func runBench(args []string) int {
 			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd)", s)
 		}
 	}
+	var env []string
+	for _, kv := range strings.Split(*daemonEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fail(os.Stderr, exitUsage, "bench: --daemon-env: %q is not KEY=VALUE", kv)
+		}
+		env = append(env, kv)
+	}
+	if len(env) > 0 && *inProcess {
+		return fail(os.Stderr, exitUsage, "bench: --daemon-env needs the daemon in its own process (drop --in-process)")
+	}
 	bin, err := os.Executable()
 	if err != nil {
 		return fail(os.Stderr, exitFailure, "bench: %v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The harness (simulated Multcall and Asterisk, which are other
+	// programs in production) sits on the measured path too: its collector
+	// gets a wide heap floor so that its pauses are not billed to the daemon.
+	if t := gctune.Start(harnessHeapFloor); t != nil {
+		defer t.Stop()
+	}
 
 	cfg := benchmark.Config{
 		RedisAddr: *addr, N: *n, Rate: *rate, PacedN: *pacedN, Inflight: *inflight, Runs: *runs,
 		Threads: *threads, AMIConnections: *conns, AMIEvents: *events, Outcome: *outcome, Only: sel,
-		Start: startBenchDaemon, Binary: bin, CPUProfile: *cpuprofile, AllocProfile: *allocprofile, MemProfile: *memprofile, Progress: os.Stderr,
+		Start: startBenchDaemon, Binary: bin, InProcess: *inProcess, DaemonEnv: env, CPUProfile: *cpuprofile, AllocProfile: *allocprofile, Trace: *traceFile, MemProfile: *memprofile, Progress: os.Stderr,
 	}
 	fmt.Fprintf(os.Stderr, "dialbridge bench: redis %s; %s\n", *addr, benchmark.Machine())
 	rep, err := benchmark.Run(ctx, cfg)
@@ -97,6 +120,9 @@ func runBench(args []string) int {
 	}
 	return exitOK
 }
+
+// harnessHeapFloor is the bench process's heap floor (internal/gctune).
+const harnessHeapFloor = 512 << 20
 
 // benchAnalysisMarker starts the hand-written part of docs/PERFORMANCE.md,
 // kept when the report is written again.
@@ -141,4 +167,3 @@ type benchDaemon struct{ d *daemon }
 
 func (b benchDaemon) Run(ctx context.Context) error { return b.d.Run(ctx) }
 func (b benchDaemon) Ready() bool                   { return b.d.cell.Claiming() }
-func (b benchDaemon) InFlight() int                 { return b.d.cell.InFlight() }

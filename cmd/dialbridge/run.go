@@ -19,6 +19,7 @@ import (
 	"github.com/multcall/dialbridge/ami"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/internal/gctune"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -64,6 +65,15 @@ func runDaemon(args []string) int {
 		}()
 	} else {
 		signal.Ignore(syscall.SIGHUP) // nothing to reopen; do not die on it
+	}
+
+	// A heap floor for the collector (internal/gctune: why); GOGC or
+	// GOMEMLIMIT in the environment keep the operator's choice instead.
+	if t := gctune.Start(gctune.DefaultFloor); t != nil {
+		defer t.Stop()
+		log.Debug().Int("heap_floor_mib", gctune.DefaultFloor>>20).Msg("garbage collector: heap floor")
+	} else {
+		log.Info().Str("GOGC", os.Getenv("GOGC")).Str("GOMEMLIMIT", os.Getenv("GOMEMLIMIT")).Msg("garbage collector: the environment's settings, no heap floor")
 	}
 
 	d, err := startDaemon(ctx, s, fs.Arg(0), log)
