@@ -30,7 +30,7 @@ import (
 )
 
 // DefaultFloor is the heap the daemon may reach before a collection is due.
-const DefaultFloor = 64 << 20
+const DefaultFloor = 32 << 20
 
 const liveHeapMetric = "/gc/heap/live:bytes"
 
