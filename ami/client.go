@@ -122,7 +122,7 @@ type Client struct {
 	events   *session
 	actions  []*session
 	sessions []*session
-	jobs     chan *job // unbuffered: a hand-off is a certain pick-up by a worker
+	dispatch dispatcher // hands Originates to the action sessions' workers
 
 	changed   notifier
 	actionsUp atomic.Int32
@@ -179,7 +179,6 @@ func New(opts Options, log zerolog.Logger) *Client {
 		dialTimeout: dialTimeout,
 		log:         log.With().Str("ami", addr).Logger(),
 		router:      newRouter(),
-		jobs:        make(chan *job),
 		stop:        make(chan struct{}),
 	}
 	c.changed.init()
@@ -344,6 +343,7 @@ func (c *Client) State() State {
 type job struct {
 	action map[string]string
 	done   chan actionResult // cap 1: the worker never waits for the caller
+	picked chan struct{}     // cap 1: a worker took the job from the queue
 }
 
 // Originate implements bridge.Dialer. It sends one Async Originate on a free
@@ -374,7 +374,7 @@ func (c *Client) Originate(ctx context.Context, req bridge.OriginateRequest) (br
 	if err := c.router.register(w); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	j := &job{action: m, done: make(chan actionResult, 1)}
+	j := &job{action: m, done: make(chan actionResult, 1), picked: make(chan struct{}, 1)}
 	// A hand-off can land on a session that died in between; amigo then
 	// writes nothing, so the job may go to another session.
 	for try := 0; ; try++ {
@@ -423,12 +423,11 @@ func (c *Client) Originate(ctx context.Context, req bridge.OriginateRequest) (br
 	}
 }
 
-// handoff gives j to a free worker. While it waits, a change of state (a
-// session lost) re-checks readiness so it never queues behind dead sessions.
+// handoff gives j to a free worker, or waits in line for one. While it
+// waits, a change of state (a session lost) re-checks readiness so it never
+// queues behind dead sessions.
 func (c *Client) handoff(ctx context.Context, j *job) error {
 	for {
-		// Checked first: a select with a free worker and an ended ctx
-		// both ready picks at random.
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%w: %w", bridge.ErrNotWritten, err)
 		}
@@ -436,12 +435,18 @@ func (c *Client) handoff(ctx context.Context, j *job) error {
 		if !c.Ready() {
 			return c.notReadyError()
 		}
+		if c.dispatch.offer(j) {
+			return nil
+		}
 		select {
-		case c.jobs <- j:
+		case <-j.picked:
 			return nil
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", bridge.ErrNotWritten, ctx.Err())
+		}
+		if !c.dispatch.withdraw(j) {
+			<-j.picked // a worker has it: it is being sent
+			return nil
 		}
 	}
 }

@@ -247,24 +247,40 @@ func (s *session) serve(cn *conn) string {
 }
 
 // worker sends the originates handed to this session, one at a time (amigo
-// allows one action in flight per client). Sessions pull from one shared
-// queue, so a session stuck on a slow Response simply stops pulling and the
-// others carry on.
+// allows one action in flight per client). A session stuck on a slow
+// Response simply stops asking for work and the others carry on.
 func (s *session) worker(cn *conn) {
 	c := s.c
 	defer c.inAmigo.Done()
+	sl := newSlot()
 	for {
-		select {
-		case <-cn.down:
-			return
-		case <-c.stop:
-			return
-		case j := <-c.jobs:
-			s.busy.Store(true)
-			resp, err := cn.action(j.action, false)
-			s.busy.Store(false)
-			j.done <- actionResult{resp: resp, err: err, session: s.name}
+		j := c.dispatch.next(sl)
+		if j != nil {
+			j.picked <- struct{}{}
+		} else {
+			select {
+			case j = <-sl.jobs:
+			case <-cn.down:
+				s.quit(sl)
+				return
+			case <-c.stop:
+				s.quit(sl)
+				return
+			}
 		}
+		s.busy.Store(true)
+		resp, err := cn.action(j.action, false)
+		s.busy.Store(false)
+		j.done <- actionResult{resp: resp, err: err, session: s.name}
+	}
+}
+
+// quit takes the worker off the idle stack; a job handed to it meanwhile
+// goes back to its caller unsent, to be handed to another session.
+func (s *session) quit(sl *slot) {
+	if !s.c.dispatch.leave(sl) {
+		j := <-sl.jobs
+		j.done <- actionResult{err: errConnDown, session: s.name}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/ami/amisim"
+	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
 )
@@ -69,10 +70,7 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 	pid, httpAddr := p.pid(), p.httpAddr
 
 	// Logged in: the event session and every action session.
-	want := 3
-	if conns > 0 {
-		want = conns + 1
-	}
+	want := config.AMI{Connections: conns}.SessionsFor(n+100) + 1
 	for deadline := time.Now().Add(20 * time.Second); sim.Stats().Logins < int64(want); {
 		if time.Now().After(deadline) {
 			return InflightResult{}, fmt.Errorf("daemon did not log in to AMI within 20s: %s", p.failure())

@@ -36,7 +36,10 @@ func (r *Report) Markdown(cmdline string) string {
   confirms (BRPOP + RPOP count on ack, one LPUSH of the confirmations) and collects results exactly
   as in e2e, and one reader drains the confirm list (BRPOP + RPOP count, like the router).
   Calls/s from the first push to the last result.
-- **e2e**: the real daemon (startDaemon, in process) for one cell, the AMI simulator answering at once
+- **e2e**: the real daemon for one cell, as deployed: the built binary in its own process
+  (` + "`dialbridge run`" + `, Go's runtime defaults and the daemon's 32 MiB heap floor, docs/OPERATIONS.md; ` + "`--in-process`" + `
+  runs startDaemon inside the bench process instead, sharing its heap and collector with the
+  simulators). The AMI simulator answers at once
   and hanging up at once, the same simulated Multcall pushing as fast as the daemon takes commands
   (at most max(2,000, threads) commands pushed and not yet acknowledged). Latencies per command:
   push = just before the LPUSH that carried it; Originate = when the simulator received the
@@ -46,6 +49,10 @@ func (r *Report) Markdown(cmdline string) string {
   Asterisk 22 sends (21 for an answered call, of which dialbridge routes 7); ` + "`filtered`" + `: only
   what passes the manager.conf eventfilter of PROTOCOL.md §3.
 - **paced**: the same at a fixed offered load (each command pushed at its due time).
+- **The harness** (simulated Multcall, AMI simulator, clocks) is one process with a 512 MiB heap
+  floor, so that its own collections, which in production belong to other programs, are not billed
+  to the daemon. Profiles (` + "`--cpuprofile`, `--allocprofile`, `--trace`" + `) are the daemon's own, read from
+  its ` + "`/debug/pprof`" + ` endpoints.
 - **inflight**: the built binary as a subprocess (` + "`dialbridge run`" + `), threads = calls + 100, the simulator
   answering and never hanging up; RSS from /proc/<pid>/status once every call is live (+2 s),
   goroutines counted in the stack dump of SIGQUIT (GOTRACEBACK=all). Per call = (RSS − idle RSS) / calls.

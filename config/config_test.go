@@ -49,10 +49,23 @@ func TestDefaults(t *testing.T) {
 		{"acd.operators", fmt.Sprint(s.ACD.Operators), "[{A operator} {B operator}]"},
 		{"acd.ring_timeout", s.ACD.RingTimeout.D(), 10 * time.Second},
 		{"acd.listen", s.ACD.Listen, "127.0.0.1:5678"},
+		{"ami.connections", s.AMI.Connections, 0},
+		{"action sessions, 10 threads", s.AMI.SessionsFor(10), 2},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestSessionsFor(t *testing.T) {
+	for _, c := range []struct{ connections, threads, want int }{
+		{0, 1, 2}, {0, 100, 2}, {0, 191, 2}, {0, 192, 3}, {0, 500, 7}, {0, 1000, 15}, {0, 1024, 16}, {0, 50000, 16},
+		{1, 1000, 1}, {5, 10, 5}, {64, 10, 64}, // set: as set
+	} {
+		if got := (AMI{Connections: c.connections}).SessionsFor(c.threads); got != c.want {
+			t.Errorf("connections %d, threads %d: %d sessions, want %d", c.connections, c.threads, got, c.want)
 		}
 	}
 }
@@ -75,6 +88,8 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 		{"bare number duration", minimal + "timeouts: {command_ack: 5}", "not a duration"},
 		{"garbage duration", minimal + "timeouts: {command_response: soon}", "not a duration"},
 		{"zero retries", minimal + "retries: 0", "retries"},
+		{"negative connections", strings.Replace(minimal, "secret: topsecret}", "secret: topsecret, connections: -1}", 1), "must be 1-64, or 0"},
+		{"too many connections", strings.Replace(minimal, "secret: topsecret}", "secret: topsecret, connections: 65}", 1), "must be 1-64, or 0"},
 		{"unknown field", minimal + "retrys: 3", "retrys"},
 		{"bad tier", minimal + "acd: {operators: [{id: A, tier: boss}]}", "acd.operators[0].tier"},
 		{"duplicate operator", minimal + "acd: {operators: [{id: A}, {id: A}]}", "acd.operators[1].id"},

@@ -1,0 +1,166 @@
+package ami
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newJob() *job {
+	return &job{done: make(chan actionResult, 1), picked: make(chan struct{}, 1)}
+}
+
+// TestDispatcherOrder: the most recently idle worker gets the next job (a
+// stack); jobs that find no idle worker are taken oldest first.
+func TestDispatcherOrder(t *testing.T) {
+	var d dispatcher
+	a, b, c := newSlot(), newSlot(), newSlot()
+	for _, s := range []*slot{a, b, c} {
+		if j := d.next(s); j != nil {
+			t.Fatal("a job out of nowhere")
+		}
+	}
+	j1, j2 := newJob(), newJob()
+	if !d.offer(j1) || !d.offer(j2) {
+		t.Fatal("idle workers, yet a job waits")
+	}
+	if got := <-c.jobs; got != j1 {
+		t.Fatal("j1 did not go to the most recently idle worker")
+	}
+	if got := <-b.jobs; got != j2 {
+		t.Fatal("j2 did not go to the next most recent")
+	}
+	// a leaves; now nobody is idle and jobs queue.
+	if !d.leave(a) {
+		t.Fatal("a was idle")
+	}
+	if d.leave(a) {
+		t.Fatal("a left twice")
+	}
+	j3, j4, j5 := newJob(), newJob(), newJob()
+	for _, j := range []*job{j3, j4, j5} {
+		if d.offer(j) {
+			t.Fatal("no idle worker, yet a job was handed")
+		}
+	}
+	if !d.withdraw(j4) || d.withdraw(j4) {
+		t.Fatal("withdraw of a waiting job")
+	}
+	if got := d.next(a); got != j3 {
+		t.Fatal("the oldest waiting job first")
+	}
+	if got := d.next(b); got != j5 {
+		t.Fatal("then the next")
+	}
+	if idle, waiting := d.sizes(); idle != 0 || waiting != 0 {
+		t.Fatalf("idle %d, waiting %d", idle, waiting)
+	}
+	// A worker that leaves after a job was handed to it finds it in its slot.
+	d.next(c)
+	j6 := newJob()
+	d.offer(j6)
+	if d.leave(c) {
+		t.Fatal("c left with a job handed to it")
+	}
+	if got := <-c.jobs; got != j6 {
+		t.Fatal("the handed job is in the slot")
+	}
+}
+
+// TestDispatcherLosesNoJob: workers come and go, callers give up at random;
+// every job ends exactly once, done by a worker, returned by a leaving
+// worker, or withdrawn by its caller — the protocol of handoff and worker.
+func TestDispatcherLosesNoJob(t *testing.T) {
+	var d dispatcher
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	var done, returned, withdrawn atomic.Int64
+	for w := range 8 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for {
+				sl := newSlot()
+				down := time.After(time.Duration(r.IntN(3000)) * time.Microsecond)
+			session:
+				for {
+					j := d.next(sl)
+					if j != nil {
+						j.picked <- struct{}{}
+					} else {
+						select {
+						case j = <-sl.jobs:
+						case <-down:
+							if !d.leave(sl) {
+								(<-sl.jobs).done <- actionResult{err: errConnDown}
+								returned.Add(1)
+							}
+							break session
+						case <-stop:
+							if !d.leave(sl) {
+								(<-sl.jobs).done <- actionResult{err: errConnDown}
+								returned.Add(1)
+							}
+							return
+						}
+					}
+					j.done <- actionResult{}
+					done.Add(1)
+				}
+			}
+		}()
+	}
+	const callers, each = 16, 300
+	var calls sync.WaitGroup
+	for c := range callers {
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			r := rand.New(rand.NewPCG(uint64(c), 2))
+			for range each {
+				j := newJob()
+				for {
+					if d.offer(j) {
+						break
+					}
+					giveUp := time.After(time.Duration(r.IntN(200)) * time.Microsecond)
+					select {
+					case <-j.picked:
+					case <-giveUp:
+						if d.withdraw(j) {
+							withdrawn.Add(1)
+							j = nil
+						} else {
+							<-j.picked
+						}
+					}
+					break
+				}
+				if j == nil {
+					continue
+				}
+				select {
+				case r := <-j.done:
+					_ = r
+				case <-time.After(10 * time.Second):
+					t.Error("a handed job never ended")
+					return
+				}
+			}
+		}()
+	}
+	calls.Wait()
+	close(stop)
+	workers.Wait()
+	total := done.Load() + returned.Load() + withdrawn.Load()
+	if total != callers*each {
+		t.Fatalf("%d jobs ended (%d done, %d returned, %d withdrawn), want %d", total, done.Load(), returned.Load(), withdrawn.Load(), callers*each)
+	}
+	if idle, waiting := d.sizes(); idle != 0 || waiting != 0 {
+		t.Fatalf("left behind: idle %d, waiting %d", idle, waiting)
+	}
+	t.Logf("%d done, %d returned by leaving workers, %d withdrawn", done.Load(), returned.Load(), withdrawn.Load())
+}
