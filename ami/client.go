@@ -346,6 +346,12 @@ type job struct {
 	picked chan struct{}     // cap 1: a worker took the job from the queue
 }
 
+// newJob is the only way to make a job: a worker blocks forever on a nil
+// channel.
+func newJob(action map[string]string) *job {
+	return &job{action: action, done: make(chan actionResult, 1), picked: make(chan struct{}, 1)}
+}
+
 // Originate implements bridge.Dialer. It sends one Async Originate on a free
 // action session and waits for Asterisk's Response, at most CommandResponse
 // (plus a short grace) or until ctx ends. Errors:
@@ -374,7 +380,7 @@ func (c *Client) Originate(ctx context.Context, req bridge.OriginateRequest) (br
 	if err := c.router.register(w); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	j := &job{action: m, done: make(chan actionResult, 1), picked: make(chan struct{}, 1)}
+	j := newJob(m)
 	// A hand-off can land on a session that died in between; amigo then
 	// writes nothing, so the job may go to another session.
 	for try := 0; ; try++ {
@@ -661,10 +667,7 @@ func (c *Client) ChannelAlive(ctx context.Context, channel string) (bool, error)
 	if !c.Ready() {
 		return false, c.notReadyError()
 	}
-	j := &job{
-		action: map[string]string{"Action": "Status", "ActionID": c.nextID("status"), "Channel": channel},
-		done:   make(chan actionResult, 1),
-	}
+	j := newJob(map[string]string{"Action": "Status", "ActionID": c.nextID("status"), "Channel": channel})
 	if err := c.handoff(ctx, j); err != nil {
 		return false, err
 	}

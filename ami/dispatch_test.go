@@ -1,16 +1,16 @@
 package ami
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-func newJob() *job {
-	return &job{done: make(chan actionResult, 1), picked: make(chan struct{}, 1)}
-}
+	"github.com/multcall/dialbridge/ami/amisim"
+)
 
 // TestDispatcherOrder: the most recently idle worker gets the next job (a
 // stack); jobs that find no idle worker are taken oldest first.
@@ -22,7 +22,7 @@ func TestDispatcherOrder(t *testing.T) {
 			t.Fatal("a job out of nowhere")
 		}
 	}
-	j1, j2 := newJob(), newJob()
+	j1, j2 := newJob(nil), newJob(nil)
 	if !d.offer(j1) || !d.offer(j2) {
 		t.Fatal("idle workers, yet a job waits")
 	}
@@ -39,7 +39,7 @@ func TestDispatcherOrder(t *testing.T) {
 	if d.leave(a) {
 		t.Fatal("a left twice")
 	}
-	j3, j4, j5 := newJob(), newJob(), newJob()
+	j3, j4, j5 := newJob(nil), newJob(nil), newJob(nil)
 	for _, j := range []*job{j3, j4, j5} {
 		if d.offer(j) {
 			t.Fatal("no idle worker, yet a job was handed")
@@ -59,7 +59,7 @@ func TestDispatcherOrder(t *testing.T) {
 	}
 	// A worker that leaves after a job was handed to it finds it in its slot.
 	d.next(c)
-	j6 := newJob()
+	j6 := newJob(nil)
 	d.offer(j6)
 	if d.leave(c) {
 		t.Fatal("c left with a job handed to it")
@@ -121,7 +121,7 @@ func TestDispatcherLosesNoJob(t *testing.T) {
 			defer calls.Done()
 			r := rand.New(rand.NewPCG(uint64(c), 2))
 			for range each {
-				j := newJob()
+				j := newJob(nil)
 				for {
 					if d.offer(j) {
 						break
@@ -163,4 +163,43 @@ func TestDispatcherLosesNoJob(t *testing.T) {
 		t.Fatalf("left behind: idle %d, waiting %d", idle, waiting)
 	}
 	t.Logf("%d done, %d returned by leaving workers, %d withdrawn", done.Load(), returned.Load(), withdrawn.Load())
+}
+
+// TestQueuedActionsAllEnd: with one action session, Originates and Status
+// queries arriving together queue for it, and every one of them ends (a
+// job made without its picked channel once hung its worker for good).
+func TestQueuedActionsAllEnd(t *testing.T) {
+	srv := newSim(t, amisim.Config{Rules: []amisim.Rule{{Outcome: amisim.OutcomeAnswer, TalkFor: -1}}})
+	c, _ := startClient(t, srv, func(o *Options) { o.Connections = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			w, err := c.Originate(ctx, request(fmt.Sprintf("55%04d", i)))
+			if err != nil {
+				errs <- fmt.Errorf("originate %d: %w", i, err)
+				return
+			}
+			w.Close()
+		}()
+		go func() {
+			defer wg.Done()
+			if alive, err := c.ChannelAlive(ctx, fmt.Sprintf("PJSIP/none-%d", i)); err != nil || alive {
+				errs <- fmt.Errorf("status %d: alive %v, %v", i, alive, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if idle, waiting := c.dispatch.sizes(); idle != 1 || waiting != 0 {
+		t.Fatalf("after the burst: %d idle workers, %d jobs waiting; want 1, 0", idle, waiting)
+	}
 }

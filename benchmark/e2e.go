@@ -118,37 +118,11 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 			defer func() { _ = prof.heapProfile(context.WithoutCancel(ctx), o.allocProfile) }()
 		}
 	} else {
-		if o.trace != "" {
-			f, err := os.Create(o.trace)
-			if err != nil {
-				return E2EResult{}, err
-			}
-			if err := trace.Start(f); err != nil {
-				f.Close()
-				return E2EResult{}, err
-			}
-			defer func() { trace.Stop(); f.Close() }()
+		stop, err := profileProcess(o)
+		if err != nil {
+			return E2EResult{}, err
 		}
-		if o.cpuProfile != "" {
-			f, err := os.Create(o.cpuProfile)
-			if err != nil {
-				return E2EResult{}, err
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				f.Close()
-				return E2EResult{}, err
-			}
-			defer func() { pprof.StopCPUProfile(); f.Close() }()
-		}
-		if o.allocProfile != "" {
-			// The allocation profile counts from the process's start: the
-			// profile at the start of the run is written next to it, to be
-			// subtracted with pprof -base.
-			if err := writeAllocs(o.allocProfile + ".base"); err != nil {
-				return E2EResult{}, err
-			}
-			defer func() { _ = writeAllocs(o.allocProfile) }()
-		}
+		defer stop()
 	}
 
 	var wg sync.WaitGroup
@@ -195,6 +169,52 @@ func (o e2eOptions) profileSeconds() int {
 		return int(float64(o.n)/o.rate) + 2
 	}
 	return max(3, o.n/8000+2)
+}
+
+// profileProcess records the profiles of o for this whole process (the
+// daemon in process, with the harness): stop writes them.
+func profileProcess(o e2eOptions) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err != nil {
+			return stop, err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return stop, err
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			stop()
+			return func() {}, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			stop()
+			return func() {}, err
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+	}
+	if o.allocProfile != "" {
+		// The allocation profile counts from the process's start: the
+		// profile at the start of the run is written next to it, to be
+		// subtracted with pprof -base.
+		if err := writeAllocs(o.allocProfile + ".base"); err != nil {
+			stop()
+			return func() {}, err
+		}
+		stops = append(stops, func() { _ = writeAllocs(o.allocProfile) })
+	}
+	return stop, nil
 }
 
 // writeAllocs writes the process's allocation profile (as of the last GC:
