@@ -19,6 +19,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/multcall/dialbridge/ami"
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
@@ -155,7 +156,9 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return fmt.Errorf("embedded redis: %w", err)
 	}
 	defer mr.Close()
-	sim, err := amisim.New(amisim.Config{Rules: o.rules})
+	// The simulator speaks like a real Asterisk configured as PROTOCOL.md
+	// §3 recommends: every call event, through the manager.conf eventfilter.
+	sim, err := amisim.New(amisim.Config{Rules: o.rules, AllEvents: true, EventFilters: ami.EventFilterNames()})
 	if err != nil {
 		return fmt.Errorf("AMI simulator: %w", err)
 	}
