@@ -122,24 +122,8 @@ func TestDispatcherLosesNoJob(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(c), 2))
 			for range each {
 				j := newJob(nil)
-				for {
-					if d.offer(j) {
-						break
-					}
-					giveUp := time.After(time.Duration(r.IntN(200)) * time.Microsecond)
-					select {
-					case <-j.picked:
-					case <-giveUp:
-						if d.withdraw(j) {
-							withdrawn.Add(1)
-							j = nil
-						} else {
-							<-j.picked
-						}
-					}
-					break
-				}
-				if j == nil {
+				if !d.offer(j) && !waitOrWithdraw(&d, j, time.Duration(r.IntN(200))*time.Microsecond) {
+					withdrawn.Add(1)
 					continue
 				}
 				select {
@@ -163,6 +147,21 @@ func TestDispatcherLosesNoJob(t *testing.T) {
 		t.Fatalf("left behind: idle %d, waiting %d", idle, waiting)
 	}
 	t.Logf("%d done, %d returned by leaving workers, %d withdrawn", done.Load(), returned.Load(), withdrawn.Load())
+}
+
+// waitOrWithdraw is handoff's wait for a queued job: false when the caller
+// gave up after patience and took the job back before any worker had it.
+func waitOrWithdraw(d *dispatcher, j *job, patience time.Duration) bool {
+	select {
+	case <-j.picked:
+		return true
+	case <-time.After(patience):
+		if d.withdraw(j) {
+			return false
+		}
+		<-j.picked
+		return true
+	}
 }
 
 // TestQueuedActionsAllEnd: with one action session, Originates and Status
