@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/multcall/dialbridge/config"
 )
 
 // proc is the daemon as it is deployed: the dialbridge binary in a process
@@ -29,10 +31,43 @@ type procSettings struct {
 	Target
 	Dir        string        // the settings file goes here
 	Name       string        // of the settings file (and of the log, without LogPath)
-	CommandAck time.Duration // timeouts.command_ack; default 5s, as the settings' default
+	CommandAck time.Duration // timeouts.command_ack; 0: the settings' default
 }
 
-// startProc writes the settings of t and starts bin with them. The daemon
+// Settings are the daemon's settings for t, the same in its own process
+// and in process (package main's startBenchDaemon): only the addresses, the
+// cell, its threads and the log vary. httpAddr is the listener of
+// /healthz, /metrics and /debug/pprof ("": none); ack is
+// timeouts.command_ack (0: the settings' default).
+func Settings(t Target, httpAddr string, ack time.Duration) (*config.Settings, []byte, error) {
+	host, port, _ := strings.Cut(t.RedisAddr, ":")
+	var ami strings.Builder
+	fmt.Fprintf(&ami, "host: 127.0.0.1, port: %d, username: dialbridge, secret: secret", t.AMIPort)
+	if t.AMIConnections > 0 {
+		fmt.Fprintf(&ami, ", connections: %d", t.AMIConnections)
+	}
+	timeouts := "shutdown_grace: 2s"
+	if ack > 0 {
+		timeouts += ", command_ack: " + ack.String()
+	}
+	yaml := fmt.Sprintf(`log: {level: info, format: json, location: %q}
+redis: {host: %s, port: %s, prefix: %s}
+ami: {%s}
+timeouts: {%s}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, priority: 1, timeout: 30s}
+queues: [{name: %q, threads: %d}]
+`, t.LogPath, host, port, t.Prefix, ami.String(), timeouts, t.Cell, t.Threads)
+	if httpAddr != "" {
+		yaml += fmt.Sprintf("http: {listen: %q, pprof: true}\n", httpAddr)
+	}
+	s, err := config.Parse([]byte(yaml))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench daemon settings: %w", err)
+	}
+	return s, []byte(yaml), nil
+}
+
+// startProc writes the settings of s and starts bin with them. The daemon
 // serves /healthz, /metrics and /debug/pprof on a free loopback port. env
 // is added to the bench's own environment (GOGC, GOTRACEBACK …).
 func startProc(bin string, s procSettings, env ...string) (*proc, error) {
@@ -40,31 +75,15 @@ func startProc(bin string, s procSettings, env ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, port, _ := strings.Cut(s.RedisAddr, ":")
-	connLine := ""
-	if s.AMIConnections > 0 {
-		connLine = fmt.Sprintf(", connections: %d", s.AMIConnections)
+	if s.LogPath == "" {
+		s.LogPath = filepath.Join(s.Dir, s.Name+"-daemon.log")
 	}
-	ack := s.CommandAck
-	if ack <= 0 {
-		ack = 5 * time.Second
+	_, yaml, err := Settings(s.Target, httpAddr, s.CommandAck)
+	if err != nil {
+		return nil, err
 	}
-	logPath := s.LogPath
-	if logPath == "" {
-		logPath = filepath.Join(s.Dir, s.Name+"-daemon.log")
-	}
-	// The same settings as startBenchDaemon of package main builds in
-	// process: only the addresses, the cell and its threads vary.
-	yaml := fmt.Sprintf(`log: {level: info, format: json, location: %q}
-redis: {host: %s, port: %s, prefix: %s}
-ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret%s}
-timeouts: {command_response: 5s, command_ack: %s, shutdown_grace: 2s}
-originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, priority: 1, timeout: 30s}
-queues: [{name: %q, threads: %d}]
-http: {listen: %q, pprof: true}
-`, logPath, host, port, s.Prefix, s.AMIPort, connLine, ack, s.Cell, s.Threads, httpAddr)
 	settings := filepath.Join(s.Dir, s.Name+".yaml")
-	if err := os.WriteFile(settings, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(settings, yaml, 0o600); err != nil {
 		return nil, fmt.Errorf("daemon settings: %w", err)
 	}
 	p := &proc{httpAddr: httpAddr, exited: make(chan struct{})}

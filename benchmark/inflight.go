@@ -67,7 +67,7 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 		return InflightResult{}, err
 	}
 	defer p.kill()
-	pid, httpAddr := p.pid(), p.httpAddr
+	pid := p.pid()
 
 	// Logged in: the event session and every action session.
 	want := config.AMI{Connections: conns}.SessionsFor(n+100) + 1
@@ -101,7 +101,7 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return r, ctx.Err()
 		}
-		if m, err := scrapeGauges(ctx, "http://"+httpAddr+"/metrics"); err == nil {
+		if m, err := scrapeGauges(ctx, p.url("/metrics")); err == nil {
 			r.PeakGoroutines = max(r.PeakGoroutines, int(m["go_goroutines"]))
 			r.PeakStackInuse = max(r.PeakStackInuse, int64(m["go_memstats_stack_inuse_bytes"]))
 		}
@@ -112,13 +112,13 @@ func runInflight(ctx context.Context, bin, addr, prefix, cell, dir string, n, co
 	}
 	r.RSS, r.HWM, r.Threads = st["VmRSS"], st["VmHWM"], int(st["Threads"])
 	cancel()
-	if m, err := scrapeGauges(ctx, "http://"+httpAddr+"/metrics"); err == nil {
+	if m, err := scrapeGauges(ctx, p.url("/metrics")); err == nil {
 		r.HeapInuse, r.StackInuse = int64(m["go_memstats_heap_inuse_bytes"]), int64(m["go_memstats_stack_inuse_bytes"])
 		r.HeapIdle, r.HeapReleased = int64(m["go_memstats_heap_idle_bytes"]), int64(m["go_memstats_heap_released_bytes"])
 		r.GoSys = int64(m["go_memstats_sys_bytes"])
 	}
 	if memProfile != "" {
-		if err := fetchTo(ctx, "http://"+httpAddr+"/debug/pprof/heap", memProfile); err != nil {
+		if err := fetchTo(ctx, p.url("/debug/pprof/heap"), memProfile); err != nil {
 			return r, fmt.Errorf("heap profile: %w", err)
 		}
 	}

@@ -8,13 +8,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/multcall/dialbridge/benchmark"
-	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/internal/gctune"
 )
 
@@ -131,32 +128,18 @@ const benchAnalysisMarker = "<!-- analysis: kept by dialbridge bench --out -->"
 // startBenchDaemon builds the real daemon (startDaemon, as "dialbridge run"
 // does) for the bench's Redis and AMI simulator.
 func startBenchDaemon(ctx context.Context, t benchmark.Target) (benchmark.Daemon, error) {
-	host, port, _ := strings.Cut(t.RedisAddr, ":")
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, fmt.Errorf("redis address %q: %w", t.RedisAddr, err)
-	}
-	s := config.Defaults()
-	s.Log = config.Log{Level: "info", Format: "json", Location: t.LogPath}
 	if t.LogPath == "" {
-		s.Log.Location = filepath.Join(os.TempDir(), "dialbridge-bench.log")
+		t.LogPath = filepath.Join(os.TempDir(), "dialbridge-bench.log")
 	}
-	s.Redis.Host, s.Redis.Port, s.Redis.Prefix = host, p, t.Prefix
-	s.AMI.Port, s.AMI.Username, s.AMI.Secret = t.AMIPort, "dialbridge", "secret"
-	if t.AMIConnections > 0 {
-		s.AMI.Connections = t.AMIConnections
-	}
-	s.Originate = config.Originate{Channel: "PJSIP/{number}@trunk", Context: "agents", Exten: "s", Priority: 1, Timeout: config.Duration(30 * time.Second)}
-	s.Timeouts.ShutdownGrace = config.Duration(2 * time.Second)
-	s.Queues = []config.Queue{{Name: t.Cell, Threads: t.Threads}}
-	if err := s.Validate(); err != nil {
+	s, _, err := benchmark.Settings(t, "", 0)
+	if err != nil {
 		return nil, err
 	}
 	log, _, err := newLogger(s.Log, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, &s, t.Cell, log)
+	d, err := startDaemon(ctx, s, t.Cell, log)
 	if err != nil {
 		return nil, err
 	}
