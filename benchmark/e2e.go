@@ -49,15 +49,19 @@ type E2EResult struct {
 	Statuses    string
 }
 
+// profiles are the files a run's profiles go to ("": not taken).
+type profiles struct {
+	cpu, allocs string
+	trace       string // execution trace (go tool trace)
+}
+
 type e2eOptions struct {
 	addr, prefix, cell string
 	n, threads, conns  int
 	events             string  // Config.AMIEvents
 	rate               float64 // 0: as fast as taken
 	rules              string
-	cpuProfile         string
-	allocProfile       string
-	trace              string // execution trace of the daemon (go tool trace)
+	profiles           profiles
 	logPath            string
 }
 
@@ -105,20 +109,20 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	if prof, ok := dmn.(profiler); ok {
 		// The daemon in its own process profiles itself: the profiles
 		// hold the daemon's work only, none of the harness's.
-		for kind, path := range map[string]string{"profile": o.cpuProfile, "trace": o.trace} {
+		for kind, path := range map[string]string{"profile": o.profiles.cpu, "trace": o.profiles.trace} {
 			if path != "" {
 				wait := prof.record(context.WithoutCancel(ctx), kind, o.profileSeconds(), path)
 				defer func() { _ = wait() }()
 			}
 		}
-		if o.allocProfile != "" {
-			if err := prof.heapProfile(ctx, o.allocProfile+".base"); err != nil {
+		if o.profiles.allocs != "" {
+			if err := prof.heapProfile(ctx, o.profiles.allocs+".base"); err != nil {
 				return E2EResult{}, fmt.Errorf("alloc profile: %w", err)
 			}
-			defer func() { _ = prof.heapProfile(context.WithoutCancel(ctx), o.allocProfile) }()
+			defer func() { _ = prof.heapProfile(context.WithoutCancel(ctx), o.profiles.allocs) }()
 		}
 	} else {
-		stop, err := profileProcess(o)
+		stop, err := profileProcess(o.profiles)
 		if err != nil {
 			return E2EResult{}, err
 		}
@@ -171,17 +175,17 @@ func (o e2eOptions) profileSeconds() int {
 	return max(3, o.n/8000+2)
 }
 
-// profileProcess records the profiles of o for this whole process (the
-// daemon in process, with the harness): stop writes them.
-func profileProcess(o e2eOptions) (stop func(), err error) {
+// profileProcess records profiles p of this whole process (the daemon in
+// process, with the harness): stop writes them.
+func profileProcess(p profiles) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
 	}
-	if o.trace != "" {
-		f, err := os.Create(o.trace)
+	if p.trace != "" {
+		f, err := os.Create(p.trace)
 		if err != nil {
 			return stop, err
 		}
@@ -191,8 +195,8 @@ func profileProcess(o e2eOptions) (stop func(), err error) {
 		}
 		stops = append(stops, func() { trace.Stop(); f.Close() })
 	}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+	if p.cpu != "" {
+		f, err := os.Create(p.cpu)
 		if err != nil {
 			stop()
 			return func() {}, err
@@ -204,15 +208,15 @@ func profileProcess(o e2eOptions) (stop func(), err error) {
 		}
 		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 	}
-	if o.allocProfile != "" {
+	if p.allocs != "" {
 		// The allocation profile counts from the process's start: the
 		// profile at the start of the run is written next to it, to be
 		// subtracted with pprof -base.
-		if err := writeAllocs(o.allocProfile + ".base"); err != nil {
+		if err := writeAllocs(p.allocs + ".base"); err != nil {
 			stop()
 			return func() {}, err
 		}
-		stops = append(stops, func() { _ = writeAllocs(o.allocProfile) })
+		stops = append(stops, func() { _ = writeAllocs(p.allocs) })
 	}
 	return stop, nil
 }

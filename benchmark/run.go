@@ -57,6 +57,12 @@ type Report struct {
 
 func (c *Config) want(s string) bool { return len(c.Only) == 0 || c.Only[s] }
 
+// profiles are the profiles asked for, taken of the first e2e run (of the
+// first paced run without e2e).
+func (c *Config) profiles() profiles {
+	return profiles{cpu: c.CPUProfile, allocs: c.AllocProfile, trace: c.Trace}
+}
+
 // Run runs the selected scenarios, each Runs times, and returns the table.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Runs < 1 {
@@ -137,12 +143,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if cfg.want("e2e") && start != nil {
 			for k, mode := range modes {
-				prof, allocs, trace := "", "", ""
+				var prof profiles
 				if i == 0 && k == 0 {
-					prof, allocs, trace = cfg.CPUProfile, cfg.AllocProfile, cfg.Trace
+					prof = cfg.profiles()
 				}
 				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, cpuProfile: prof, allocProfile: allocs, trace: trace,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, profiles: prof,
 					logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
@@ -193,12 +199,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				chainRes = append(chainRes, c)
 			}
 			for k, mode := range modes {
-				prof, allocs, trace := "", "", ""
+				var prof profiles
 				if i == 0 && k == 0 && !cfg.want("e2e") {
-					prof, allocs, trace = cfg.CPUProfile, cfg.AllocProfile, cfg.Trace
+					prof = cfg.profiles()
 				}
 				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced-"+mode, i), cell: cell, n: cfg.PacedN,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, cpuProfile: prof, allocProfile: allocs, trace: trace,
+					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, profiles: prof,
 					logPath: filepath.Join(cfg.Dir, "paced-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("paced run %d (AMI events %s): %w", i+1, mode, err)
