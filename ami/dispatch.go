@@ -1,6 +1,9 @@
 package ami
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // dispatcher hands Originates to the workers of the action sessions.
 //
@@ -46,15 +49,7 @@ func (d *dispatcher) offer(j *job) bool {
 func (d *dispatcher) withdraw(j *job) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i, w := range d.waiting {
-		if w == j {
-			copy(d.waiting[i:], d.waiting[i+1:])
-			d.waiting[len(d.waiting)-1] = nil
-			d.waiting = d.waiting[:len(d.waiting)-1]
-			return true
-		}
-	}
-	return false
+	return remove(&d.waiting, j)
 }
 
 // next is a worker asking for work: the oldest waiting job, or nil after s
@@ -77,15 +72,18 @@ func (d *dispatcher) next(s *slot) *job {
 func (d *dispatcher) leave(s *slot) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i, w := range d.idle {
-		if w == s {
-			copy(d.idle[i:], d.idle[i+1:])
-			d.idle[len(d.idle)-1] = nil
-			d.idle = d.idle[:len(d.idle)-1]
-			return true
-		}
+	return remove(&d.idle, s)
+}
+
+// remove deletes x from *list, keeping the order, and reports whether it
+// was there.
+func remove[T comparable](list *[]T, x T) bool {
+	i := slices.Index(*list, x)
+	if i < 0 {
+		return false
 	}
-	return false
+	*list = slices.Delete(*list, i, i+1)
+	return true
 }
 
 // sizes is the idle workers and the waiting jobs (tests, stats).

@@ -2,6 +2,7 @@ package redisq
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,9 +78,8 @@ func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, 
 func (b *batcher) sendOne() (more bool) {
 	b.mu.Lock()
 	n := min(len(b.queue), maxPipelineLen)
-	batch := make([]*scriptReq, n)
-	copy(batch, b.queue)
-	b.queue = append(b.queue[:0], b.queue[n:]...)
+	batch := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n) // zeroes the tail: sent steps are not kept alive
 	b.mu.Unlock()
 	if n > 0 {
 		b.send(batch)
