@@ -45,9 +45,10 @@ func (r *Report) Markdown(cmdline string) string {
   push = just before the LPUSH that carried it; Originate = when the simulator received the
   Originate action (its per-originate log hook, taken right after OriginateRecord.At); result = when
   the simulated Multcall read the result. Under saturation push → Originate includes the wait in the
-  dial list. AMI events ` + "`all`" + ` (the default): the simulator sends every call-class event a real
-  Asterisk 22 sends (21 for an answered call, of which dialbridge routes 7); ` + "`filtered`" + `: only
-  what passes the manager.conf eventfilter of PROTOCOL.md §3.
+  dial list. AMI events ` + "`filtered`" + ` (the first of the default ` + "`filtered,all`" + `, the one the bars and
+  inflight use): the simulator sends only what passes the manager.conf eventfilter of PROTOCOL.md §3;
+  ` + "`all`" + `: every call-class event a real Asterisk 22 sends (21 for an answered call, of which
+  dialbridge routes 7).
 - **paced**: the same at a fixed offered load (each command pushed at its due time).
 - **The harness** (simulated Multcall, AMI simulator, clocks) is one process with a 512 MiB heap
   floor, so that its own collections, which in production belong to other programs, are not billed
