@@ -382,9 +382,12 @@ func (c *call) appendChannel(b []byte, prefix string, i int, fresh bool) []byte 
 		b = append(b, prefix...)
 		b = appendHeader(b, k, v)
 	}
+	hInt := func(k string, v int64) {
+		b = append(b, prefix...)
+		b = appendHeaderInt(b, k, v)
+	}
 	h("Channel", l.name)
-	b = append(b, prefix...)
-	b = appendHeaderInt(b, "ChannelState", int64(l.state))
+	hInt("ChannelState", int64(l.state))
 	h("ChannelStateDesc", stateDesc[l.state])
 	h("CallerIDNum", num)
 	h("CallerIDName", name)
@@ -394,8 +397,7 @@ func (c *call) appendChannel(b []byte, prefix string, i int, fresh bool) []byte 
 	h("AccountCode", c.account)
 	h("Context", l.context)
 	h("Exten", l.exten)
-	b = append(b, prefix...)
-	b = appendHeaderInt(b, "Priority", int64(l.priority))
+	hInt("Priority", int64(l.priority))
 	h("Uniqueid", l.uniqueid)
 	h("Linkedid", c.linkedid)
 	return b
