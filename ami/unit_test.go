@@ -64,13 +64,20 @@ func TestOriginateAction(t *testing.T) {
 	}
 }
 
-func TestRouterLegsAndUnknownIDs(t *testing.T) {
-	r := newRouter()
-	w := newWatch(r, "o-a", "a-1")
+// registered is a watch registered with r, closed when the test ends.
+func registered(t *testing.T, r *router, actionID, channelID string) *watch {
+	t.Helper()
+	w := newWatch(r, actionID, channelID)
 	if err := r.register(w); err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(w.Close)
+	return w
+}
+
+func TestRouterLegsAndUnknownIDs(t *testing.T) {
+	r := newRouter()
+	w := registered(t, r, "o-a", "a-1")
 
 	r.onNewchannel(map[string]string{"Uniqueid": "a-1", "Channel": "Local/x;1"})
 	r.onNewchannel(map[string]string{"Uniqueid": "a-1;2", "Channel": "Local/x;2"})
@@ -135,11 +142,7 @@ func TestRouterLegsAndUnknownIDs(t *testing.T) {
 
 func TestRouterDuplicates(t *testing.T) {
 	r := newRouter()
-	w := newWatch(r, "o-a", "a-1")
-	if err := r.register(w); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	registered(t, r, "o-a", "a-1")
 	if err := r.register(newWatch(r, "o-a", "other")); !errors.Is(err, errDuplicateID) {
 		t.Errorf("same ActionID: %v", err)
 	}
@@ -159,22 +162,12 @@ func TestRouterDuplicates(t *testing.T) {
 
 func TestRouterLostRestored(t *testing.T) {
 	r := newRouter()
-	a := newWatch(r, "o-a", "a")
-	b := newWatch(r, "o-b", "b")
-	for _, w := range []*watch{a, b} {
-		if err := r.register(w); err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-	}
+	a := registered(t, r, "o-a", "a")
+	b := registered(t, r, "o-b", "b")
 	now := time.Now()
 	r.lost(now)
 	r.lost(now) // once per outage
-	c := newWatch(r, "o-c", "c")
-	if err := r.register(c); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := registered(t, r, "o-c", "c")
 	r.restored(now)
 	r.restored(now)
 	for _, w := range []*watch{a, b} {
@@ -192,11 +185,7 @@ func TestRouterLostRestored(t *testing.T) {
 // goroutines at once.
 func TestWatchConcurrentDelivery(t *testing.T) {
 	r := newRouter()
-	w := newWatch(r, "o-a", "a")
-	if err := r.register(w); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := registered(t, r, "o-a", "a")
 	const writers, each = 8, 500
 	var wg sync.WaitGroup
 	for range writers {
@@ -347,11 +336,7 @@ func TestSilentServer(t *testing.T) {
 // stale stop leaves a newer Notify alone.
 func TestWatchNotify(t *testing.T) {
 	r := newRouter()
-	w := newWatch(r, "o-a", "a")
-	if err := r.register(w); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := registered(t, r, "o-a", "a")
 	fired := make(chan string, 4)
 	notify := func(name string) func() { return func() { fired <- name } }
 	expect := func(want string) {
