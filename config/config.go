@@ -43,8 +43,11 @@ type Log struct {
 
 // Redis is the connection to the Redis shared with Multcall.
 type Redis struct {
-	Host     string `yaml:"host"`
-	Port     int    `yaml:"port"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// Username is a Redis 6+ ACL user (docs/OPERATIONS.md lists the
+	// commands it needs); empty = the default user.
+	Username string `yaml:"username"`
 	Password Secret `yaml:"password"`
 	DB       int    `yaml:"db"`
 	TLS      bool   `yaml:"tls"`
@@ -131,6 +134,9 @@ type ACD struct {
 	Operators   []Operator `yaml:"operators"`
 	RingTimeout Duration   `yaml:"ring_timeout"`
 	Listen      string     `yaml:"listen"`
+	// Token, when set, is what a TCP client of "queue serve" must send
+	// first (contract section 5). Required when Listen is not loopback.
+	Token Secret `yaml:"token"`
 }
 
 // HTTP is the optional HTTP(S) listener.
@@ -141,6 +147,13 @@ type HTTP struct {
 	// Pprof mounts Go's profiler at /debug/pprof/ (heap, goroutines, CPU):
 	// off by default, because a profile shows internals and costs CPU.
 	Pprof bool `yaml:"pprof"`
+	// Token is the bearer token /api/ and /debug/pprof/ require (contract
+	// section 4). Required when the listener is not loopback.
+	Token Secret `yaml:"token"`
+	// AllowUnauthenticatedLoopback lets /api/ answer without a token on a
+	// loopback listener: for a single-user test box only, since any local
+	// user could then make the PBX dial.
+	AllowUnauthenticatedLoopback bool `yaml:"allow_unauthenticated_loopback"`
 }
 
 // Tiers in delivery order.
@@ -290,6 +303,9 @@ func (s *Settings) Validate() error {
 	if err := checkPort("redis.port", s.Redis.Port); err != nil {
 		return err
 	}
+	if strings.ContainsAny(s.Redis.Username, " \t\r\n") {
+		return fieldErr("redis.username", "may not contain spaces or line breaks")
+	}
 	if s.Redis.DB < 0 || s.Redis.DB > 15 {
 		return fieldErr("redis.db", "must be 0-15, got %d", s.Redis.DB)
 	}
@@ -352,6 +368,9 @@ func (s *Settings) Validate() error {
 			if _, _, err := net.SplitHostPort(q.HTTPListen); err != nil {
 				return fieldErr(f+".http_listen", "must be host:port, got %q", q.HTTPListen)
 			}
+			if !IsLoopback(q.HTTPListen) && s.HTTP.Token == "" {
+				return fieldErr("http.token", "is required: %s.http_listen %q is not a loopback address, and whoever reaches it could make the PBX dial", f, q.HTTPListen)
+			}
 		}
 	}
 	if err := s.ACD.validate(); err != nil {
@@ -364,8 +383,46 @@ func (s *Settings) Validate() error {
 		if _, _, err := net.SplitHostPort(s.HTTP.Listen); err != nil {
 			return fieldErr("http.listen", "must be host:port, got %q", s.HTTP.Listen)
 		}
+		if !IsLoopback(s.HTTP.Listen) && s.HTTP.Token == "" {
+			return fieldErr("http.token", "is required: http.listen %q is not a loopback address, and whoever reaches it could make the PBX dial", s.HTTP.Listen)
+		}
+	}
+	if err := checkToken("http.token", s.HTTP.Token); err != nil {
+		return err
+	}
+	return checkToken("acd.token", s.ACD.Token)
+}
+
+// checkToken refuses tokens that cannot travel in one header or one JSON
+// line, and tokens too short to resist guessing.
+func checkToken(field string, t Secret) error {
+	if t == "" {
+		return nil
+	}
+	if len(t) < 16 {
+		return fieldErr(field, "must be at least 16 characters (got %d): a short token can be guessed", len(t))
+	}
+	for _, r := range t.Reveal() {
+		if r <= ' ' || r == 0x7f || r == '"' || r == '\\' {
+			return fieldErr(field, "may only contain printable characters without spaces, quotes or backslashes")
+		}
 	}
 	return nil
+}
+
+// IsLoopback reports whether a listen address host:port only accepts
+// connections from this machine: 127.0.0.0/8, ::1 or localhost. An empty
+// host (":8080") listens on every interface and is not loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (o Originate) validate() error {
@@ -426,6 +483,9 @@ func (a ACD) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
 		return fieldErr("acd.listen", "must be host:port, got %q", a.Listen)
+	}
+	if !IsLoopback(a.Listen) && a.Token == "" {
+		return fieldErr("acd.token", "is required: acd.listen %q is not a loopback address, and whoever reaches it could answer and reject calls", a.Listen)
 	}
 	return nil
 }

@@ -96,6 +96,13 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 		{"tls half", minimal + "http: {tls_cert: a.pem}", "http.tls_cert"},
 		{"wrong type", minimal + "retries: many", "retries"},
 		{"prefix with braces", minimal + "redis: {prefix: 'a{b}'}", "redis.prefix"},
+		{"public http without token", minimal + "http: {listen: '0.0.0.0:8080'}", "http.token"},
+		{"all-interfaces http without token", minimal + "http: {listen: ':8080'}", "http.token"},
+		{"public per-cell http without token", strings.Replace(minimal, "threads: 10}", "threads: 10, http_listen: '10.0.0.5:8080'}", 1), "http.token"},
+		{"public acd without token", minimal + "acd: {listen: '0.0.0.0:5678'}", "acd.token"},
+		{"short http token", minimal + "http: {token: abc}", "http.token"},
+		{"acd token with a space", minimal + "acd: {token: 'aaaaaaaa bbbbbbbbbbbb'}", "acd.token"},
+		{"redis username with newline", minimal + `redis: {username: "a\nb"}`, "redis.username"},
 		{"secret with newline", strings.Replace(minimal, "secret: topsecret", `secret: "a\nAction: Logoff"`, 1), "ami.username"},
 	}
 	for _, tt := range tests {
@@ -114,6 +121,30 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 				t.Fatalf("error leaks the secret: %q", err)
 			}
 		})
+	}
+}
+
+func TestLoopbackListenersNeedNoToken(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8080", "127.9.9.9:1", "[::1]:8080", "localhost:8080", "LOCALHOST:1"} {
+		if !IsLoopback(addr) {
+			t.Errorf("IsLoopback(%q) = false", addr)
+		}
+		if _, err := Parse([]byte(minimal + "http: {listen: '" + addr + "'}\nacd: {listen: '" + addr + "'}")); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{":8080", "0.0.0.0:1", "[::]:1", "10.1.2.3:80", "example.com:80", "nonsense"} {
+		if IsLoopback(addr) {
+			t.Errorf("IsLoopback(%q) = true", addr)
+		}
+	}
+	tok := "0123456789abcdef0123"
+	s, err := Parse([]byte(minimal + "http: {listen: '0.0.0.0:8080', token: " + tok + "}\nacd: {listen: ':5678', token: " + tok + "}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.HTTP.Token.Reveal() != tok || s.ACD.Token.Reveal() != tok || fmt.Sprint(s.HTTP) == "" || strings.Contains(fmt.Sprintf("%+v", s), tok) {
+		t.Fatalf("tokens: %+v", s)
 	}
 }
 
