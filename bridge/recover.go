@@ -25,6 +25,9 @@ type Recovery interface {
 	AdoptOrphans(ctx context.Context) ([]Orphan, error)
 	// CallState reads the call's status hash (empty when there is none).
 	CallState(ctx context.Context, id string) (map[string]string, error)
+	// Alive reports whether instance's heartbeat is present: a live
+	// daemon of the cell that settles what it claimed by itself.
+	Alive(ctx context.Context, instance string) (bool, error)
 	// ClaimedList reads our own claimed list.
 	ClaimedList(ctx context.Context) ([][]byte, error)
 	// Requeue puts raw back at the front of the dial list (it was first in
@@ -88,27 +91,56 @@ func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	call := callFromHash(cmd, o.Raw, c.opt.Cell, c.opt.Instance, st)
-	switch {
-	case len(st) == 0:
+	if len(st) == 0 {
 		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, "")
 		return "requeued", err
-	case st["instance"] != o.Owner || st["state"] == string(StateDone):
-		r := call.Result(StatusDuplicate)
-		r.CallCode, r.Attempts, r.Uniqueid = "", 0, ""
-		r.Error = duplicateError
-		_, err = c.store.Finish(ctx, o.Raw, r)
-		return "duplicate", err
-	case st["state"] == string(StateAcked):
-		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, o.Owner)
-		return "requeued", err
-	default: // originating or answered: a call may exist
-		r := call.Result(StatusUnknown)
-		r.Uniqueid = st["channel_id"]
-		r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s; outcome unknown, not re-dialed", o.Owner, st["state"])
-		_, err = c.store.Finish(ctx, o.Raw, r)
-		return "unknown", err
 	}
+	if st["state"] == string(StateDone) {
+		return "duplicate", c.settleDuplicate(ctx, cmd, o.Raw, st)
+	}
+	// Who owns the call is the hash's instance, not the list the entry was
+	// found in: after an adoption whose settle failed (a Redis error, a lost
+	// reply, an adopter that died), the entry sits in the adopter's list
+	// (or its successor's) while the hash still names the daemon that
+	// dialed. Only a live daemon other than us settles a call by itself;
+	// then this entry is a second command with the same id.
+	owner := st["instance"]
+	switch {
+	case owner == c.opt.Instance:
+		// Ours: a call of ours still working on the id settles it.
+		if c.holdsID(cmd.ID) {
+			return "duplicate", c.settleDuplicate(ctx, cmd, o.Raw, st)
+		}
+	case owner != o.Owner:
+		alive, err := rec.Alive(ctx, owner)
+		if err != nil {
+			return "", err
+		}
+		if alive {
+			return "duplicate", c.settleDuplicate(ctx, cmd, o.Raw, st)
+		}
+	}
+	call := callFromHash(cmd, o.Raw, c.opt.Cell, c.opt.Instance, st)
+	if st["state"] == string(StateAcked) {
+		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, owner)
+		return "requeued", err
+	}
+	// originating or answered: a call may exist.
+	r := call.Result(StatusUnknown)
+	r.Uniqueid = st["channel_id"]
+	r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s; outcome unknown, not re-dialed", owner, st["state"])
+	_, err = c.store.Finish(ctx, o.Raw, r)
+	return "unknown", err
+}
+
+// settleDuplicate reports an orphan whose id another claim owns or that
+// already has a result.
+func (c *Cell) settleDuplicate(ctx context.Context, cmd *Command, raw []byte, st map[string]string) error {
+	r := callFromHash(cmd, raw, c.opt.Cell, c.opt.Instance, st).Result(StatusDuplicate)
+	r.CallCode, r.Attempts, r.Uniqueid = "", 0, ""
+	r.Error = duplicateError
+	_, err := c.store.Finish(ctx, raw, r)
+	return err
 }
 
 // callFromHash rebuilds what is known of a call from its status hash.
@@ -200,6 +232,24 @@ func (c *Cell) hold(raw []byte) {
 	c.heldMu.Lock()
 	c.held[string(raw)]++
 	c.heldMu.Unlock()
+}
+
+// holdsID reports whether a call of ours holds a command with this id.
+// Only recovery asks, and only for a hash that names us, so parsing the
+// held commands is rare work.
+func (c *Cell) holdsID(id string) bool {
+	c.heldMu.Lock()
+	raws := make([]string, 0, len(c.held))
+	for k := range c.held {
+		raws = append(raws, k)
+	}
+	c.heldMu.Unlock()
+	for _, raw := range raws {
+		if cmd, err := ParseCommand([]byte(raw)); err == nil && cmd.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Cell) release(raw []byte) {

@@ -102,6 +102,18 @@ func (q *Queue) CallState(ctx context.Context, id string) (map[string]string, er
 	return m, nil
 }
 
+// Alive implements bridge.Recovery: the instance's heartbeat exists.
+func (q *Queue) Alive(ctx context.Context, instance string) (bool, error) {
+	if instance == "" {
+		return false, nil
+	}
+	n, err := q.rdb.Exists(ctx, q.keys.Instance(instance)).Result()
+	if err != nil {
+		return false, fmt.Errorf("read heartbeat of %s: %w", instance, err)
+	}
+	return n == 1, nil
+}
+
 // Requeue implements bridge.Recovery.
 func (q *Queue) Requeue(ctx context.Context, raw []byte, id, dropHashOf string) (bool, error) {
 	n, err := requeueScript.Run(ctx, q.rdb,
