@@ -8,6 +8,8 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+
+	"github.com/multcall/dialbridge/monitor/termsafe"
 )
 
 // Panes, in tab order.
@@ -100,6 +102,7 @@ func New(o Options) Model {
 	if o.ConsoleLines <= 0 {
 		o.ConsoleLines = 5
 	}
+	o = sanitizeOptions(o)
 	return Model{
 		o: o, st: newStyles(o.Renderer), width: 100, height: 40,
 		last: map[string]Cell{}, lastAt: map[string]time.Time{}, hist: map[string]*History{},
@@ -133,15 +136,17 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 	case SnapshotMsg:
-		m.addSnapshot(Snapshot(msg))
+		m.addSnapshot(sanitize(Snapshot(msg)))
 		if m.o.Fetch != nil {
 			return m, tea.Tick(m.o.Interval, func(time.Time) tea.Msg { return refreshMsg{} })
 		}
 	case refreshMsg:
 		return m, m.fetch()
 	case ConsoleMsg:
+		// The queue manager's output carries ids and error texts from
+		// Redis or from the server attached to.
 		for _, l := range msg.Lines {
-			m.console = append(m.console, consoleLine{text: l, err: msg.Err})
+			m.console = append(m.console, consoleLine{text: termsafe.Escape(l), err: msg.Err})
 		}
 		if n := len(m.console) - 200; n > 0 {
 			m.console = m.console[n:]
@@ -241,8 +246,12 @@ func (m Model) commandKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case tea.KeySpace:
 		m.input = append(m.input, ' ')
 	case tea.KeyRunes:
-		if len(m.input) < 256 {
-			m.input = append(m.input, k.Runes...)
+		// A paste can bring control and format characters: no command
+		// has a use for them, and the line is echoed on the screen.
+		for _, r := range k.Runes {
+			if len(m.input) < 256 && termsafe.FirstUnsafe(string(r)) < 0 {
+				m.input = append(m.input, r)
+			}
 		}
 	case tea.KeyEnter:
 		line := strings.TrimSpace(string(m.input))

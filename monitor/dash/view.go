@@ -11,6 +11,7 @@ import (
 
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/monitor/acd"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -233,6 +234,7 @@ func acdCell(cells []Cell, name string) *Cell {
 // Plain is one snapshot as plain text (--once, or stdout not a terminal).
 // hist may be nil (no rates yet).
 func Plain(s Snapshot, hist map[string]*History, acdName string, logN int) string {
+	s = sanitize(s)
 	var b strings.Builder
 	fmt.Fprintf(&b, "dialbridge monitor — %s\n", s.At.Format("2006-01-02 15:04:05 MST"))
 	var good []Cell
@@ -289,7 +291,11 @@ func JSON(s Snapshot, hist map[string]*History) ([]byte, error) {
 		}
 		out.Cells = append(out.Cells, co)
 	}
-	return json.MarshalIndent(out, "", "  ")
+	b, err := json.MarshalIndent(out, "", "  ")
+	// The data stays as Redis holds it (scripts want the real ids), but
+	// what encoding/json leaves raw is written as \u escapes: --json is
+	// also read on terminals.
+	return termsafe.JSON(b), err
 }
 
 func (m Model) render(ls []line, w int) string {

@@ -6,6 +6,7 @@ package termsafetest
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/multcall/dialbridge/monitor/termsafe"
 )
@@ -38,15 +39,29 @@ var Attacks = map[string]string{
 }
 
 // Unsafe describes the first character of out a terminal would act on
-// (newlines excepted: outputs are made of lines), or a line that starts
-// with Forged, or returns "".
+// (newlines excepted: outputs are made of lines), or a line where Forged
+// does not follow the escape of a line break, or returns "".
 func Unsafe(out string) string {
+	return check(out, true)
+}
+
+// Raw is Unsafe without the look for Forged: for text from which unsafe
+// characters were dropped rather than escaped.
+func Raw(out string) string {
+	return check(out, false)
+}
+
+func check(out string, forged bool) string {
 	for n, line := range strings.Split(out, "\n") {
 		if i := termsafe.FirstUnsafe(line); i >= 0 {
-			end := min(len(line), i+12)
-			return fmt.Sprintf("line %d: raw %q at byte %d: %q", n+1, line[i], i, line[max(0, i-20):end])
+			r, size := utf8.DecodeRuneInString(line[i:])
+			what := fmt.Sprintf("%U", r)
+			if r == utf8.RuneError && size == 1 {
+				what = fmt.Sprintf("byte %#x", line[i])
+			}
+			return fmt.Sprintf("line %d: raw %s at byte %d: %q", n+1, what, i, line[max(0, i-20):min(len(line), i+12)])
 		}
-		if j := strings.Index(line, Forged); j >= 0 && !escapedBefore(line[:j]) {
+		if j := strings.Index(line, Forged); forged && j >= 0 && !escapedBefore(line[:j]) {
 			return fmt.Sprintf("line %d: forged: %q", n+1, line)
 		}
 	}
