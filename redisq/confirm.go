@@ -276,6 +276,12 @@ func (r *ConfirmRouter) turn(ctx context.Context) error {
 	if errors.Is(err, redis.Nil) {
 		return r.flushCountersCtx(ctx)
 	}
+	if errors.Is(err, ErrItemTooBig) {
+		// Popped and refused unread: garbage no call can be waiting for.
+		r.invalid.Add(1)
+		r.log.Warn().Int("max_bytes", MaxItemBytes).Msg("oversized confirmation dropped unread")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.keys.Confirm(), err)
 	}
@@ -285,23 +291,16 @@ func (r *ConfirmRouter) turn(ctx context.Context) error {
 		r.handle([]confirmMsg{{raw: []byte(kv[1]), private: kv[0] == r.private, at: now}})
 	}
 	var msgs []confirmMsg
-	// Drain more in one round trip: private first, as BRPOP does.
-	var priv, shared *redis.StringSliceCmd
-	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		priv = p.RPopCount(ctx, r.private, confirmDrain)
-		shared = p.RPopCount(ctx, r.keys.Confirm(), confirmDrain)
-		return nil
-	})
-	// The pipeline's error is redis.Nil when a list was empty: look at each.
-	for _, c := range []struct {
-		cmd     *redis.StringSliceCmd
-		private bool
-	}{{priv, true}, {shared, false}} {
-		if c.cmd == nil {
-			continue
-		}
-		for _, s := range c.cmd.Val() {
-			msgs = append(msgs, confirmMsg{raw: []byte(s), private: c.private, at: now})
+	// Drain more in one round trip: private first, as BRPOP does. The
+	// script drops messages over MaxConfirmBytes where they lie, so one
+	// oversized message (the connection refuses it, guard.go) cannot cost
+	// the others popped with it.
+	drained, err := confirmDrainScript.Run(ctx, r.rdb, []string{r.private, r.keys.Confirm(), r.keys.Stats()},
+		confirmDrain, MaxConfirmBytes).StringSlice()
+	if len(drained) > 0 {
+		nPriv, _ := strconv.Atoi(drained[0])
+		for i, s := range drained[1:] {
+			msgs = append(msgs, confirmMsg{raw: []byte(s), private: i < nPriv, at: now})
 		}
 	}
 	r.handle(msgs)
@@ -311,6 +310,27 @@ func (r *ConfirmRouter) turn(ctx context.Context) error {
 	}
 	return r.settle(ctx)
 }
+
+// confirmDrainScript pops up to n messages from the private list, then the
+// shared one, dropping (and counting as confirm_invalid) those over max
+// bytes. Returns {count from the private list, messages…}.
+//
+//	KEYS[1] private   KEYS[2] confirm   KEYS[3] stats   ARGV[1] n   ARGV[2] max
+var confirmDrainScript = redis.NewScript(`
+local n, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {'0'}
+local dropped = 0
+for k = 1, 2 do
+  for i = 1, n do
+    local m = redis.call('RPOP', KEYS[k])
+    if not m then break end
+    if #m > max then dropped = dropped + 1 else out[#out + 1] = m end
+  end
+  if k == 1 then out[1] = tostring(#out - 1) end
+end
+if dropped > 0 then redis.call('HINCRBY', KEYS[3], 'confirm_invalid', dropped) end
+return out
+`)
 
 // handle parses and delivers what needs no Redis; messages for ids nobody
 // here waits for that may belong to another instance go to the backlog.

@@ -89,6 +89,9 @@ func Dial(ctx context.Context, opts DialOptions) (*redis.Client, error) {
 	if opts.TLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 	}
+	// Every string in a reply is bounded (guard.go): lists written by
+	// others can hold anything.
+	o.Dialer = guardDialer(redis.NewDialer(o), MaxItemBytes)
 	rdb := redis.NewClient(o)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -26,4 +27,18 @@ func (l goRedisLogger) Printf(_ context.Context, format string, v ...any) {
 // logger per process: call it once, at start.
 func SetClientLogger(log zerolog.Logger) {
 	redis.SetLogger(goRedisLogger{log: log})
+	l := log.With().Str("component", "redis").Logger()
+	pkgLog.Store(&l)
+}
+
+// pkgLog is where redisq logs what no caller can: oversized items settled
+// inside a claim (oversize.go).
+var pkgLog atomic.Pointer[zerolog.Logger]
+
+func clientLog() *zerolog.Logger {
+	if l := pkgLog.Load(); l != nil {
+		return l
+	}
+	nop := zerolog.Nop()
+	return &nop
 }

@@ -191,6 +191,13 @@ func (q *Queue) ClaimNext(ctx context.Context) ([]byte, error) {
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
+	if errors.Is(err, ErrItemTooBig) {
+		// The item is in our claimed list; it is settled there unread.
+		if _, serr := q.screen(ctx, q.claimed); serr != nil {
+			return nil, fmt.Errorf("claim from %s: %w", q.keys.Dial(), serr)
+		}
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", q.keys.Dial(), err)
 	}
@@ -213,23 +220,18 @@ func (q *Queue) ClaimMore(ctx context.Context, n int) ([][]byte, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	cmds := make([]*redis.StringCmd, n)
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range cmds {
-			cmds[i] = p.LMove(ctx, q.keys.Dial(), q.claimed, "RIGHT", "LEFT")
-		}
-		return nil
-	})
-	out := make([][]byte, 0, n)
-	for _, c := range cmds {
-		if s, e := c.Result(); e == nil {
-			out = append(out, []byte(s))
-		}
-	}
-	// Moves that succeeded are returned even when others failed: they are
-	// in our claimed list and must be handled.
+	// One Lua step: each item's size is looked at inside Redis, so an
+	// oversized one is buried without crossing the wire.
+	items, err := claimBatchScript.Run(ctx, q.rdb, []string{q.keys.Dial(), q.claimed, q.keys.Dead(), q.keys.Stats()},
+		append([]any{n}, q.buryArgs()...)...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return out, fmt.Errorf("claim more from %s: %w", q.keys.Dial(), err)
+		// Nothing claimed, or (reply lost) commands in our list that no
+		// call holds: ReconcileOwn settles those after the outage.
+		return nil, fmt.Errorf("claim more from %s: %w", q.keys.Dial(), err)
+	}
+	out := make([][]byte, len(items))
+	for i, s := range items {
+		out[i] = []byte(s)
 	}
 	return out, nil
 }
@@ -437,7 +439,7 @@ func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Res
 		nonce = q.nonceFor(r)
 		keys = append(keys, q.keys.Settled(nonce))
 	}
-	n, err := q.batch.run(ctx, buryScript, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL)).Int64()
+	n, err := q.batch.run(ctx, buryScript, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL), DeadCap).Int64()
 	if nonce != "" {
 		q.settleDone(r, nonce, err)
 	}

@@ -18,19 +18,30 @@ import (
 //
 //	KEYS[1] instance:<owner> (heartbeat)   KEYS[2] claimed:<owner>
 //	KEYS[3] claimed:<me>   KEYS[4] adopting:<me> (scratch list)
+//	KEYS[5] dead   KEYS[6] stats   ARGV[1..5] bury_big's arguments
 //
 // Returns the adopted commands, newest claim first (the list's order), or an
-// empty array when the owner is alive or the list is gone.
-var adoptScript = redis.NewScript(`
+// empty array when the owner is alive or the list is gone. An oversized
+// item (left by a daemon older than the size screening) is buried, not
+// adopted.
+var adoptScript = redis.NewScript(buryBigLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local ok = redis.pcall('RENAME', KEYS[2], KEYS[4])
 if type(ok) == 'table' and ok.err then return {} end
+local max = tonumber(ARGV[1])
 local items = redis.call('LRANGE', KEYS[4], 0, -1)
+local out = {}
 for i = #items, 1, -1 do
-  redis.call('RPOPLPUSH', KEYS[4], KEYS[3])
+  if #items[i] > max then
+    redis.call('RPOP', KEYS[4])
+    bury_big(items[i], KEYS[5], KEYS[6], 1)
+  else
+    redis.call('RPOPLPUSH', KEYS[4], KEYS[3])
+    table.insert(out, 1, items[i])
+  end
 end
 redis.call('DEL', KEYS[4])
-return items
+return out
 `)
 
 // requeueScript puts an adopted command back at the front of the dial list.
@@ -77,7 +88,8 @@ func (q *Queue) AdoptOrphans(ctx context.Context) ([]bridge.Orphan, error) {
 	var out []bridge.Orphan
 	for owner := range owners {
 		items, err := adoptScript.Run(ctx, q.rdb,
-			[]string{q.keys.Instance(owner), q.keys.Claimed(owner), q.claimed, q.keys.Base() + "adopting:" + q.instance}).StringSlice()
+			[]string{q.keys.Instance(owner), q.keys.Claimed(owner), q.claimed, q.keys.Base() + "adopting:" + q.instance, q.keys.Dead(), q.keys.Stats()},
+			q.buryArgs()...).StringSlice()
 		if err != nil {
 			return out, fmt.Errorf("adopt claimed list of %s: %w", owner, err)
 		}
@@ -126,6 +138,9 @@ func (q *Queue) Requeue(ctx context.Context, raw []byte, id, dropHashOf string) 
 
 // ClaimedList implements bridge.Recovery: our own claimed list.
 func (q *Queue) ClaimedList(ctx context.Context) ([][]byte, error) {
+	if _, err := q.screen(ctx, q.claimed); err != nil {
+		return nil, err
+	}
 	items, err := q.rdb.LRange(ctx, q.claimed, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", q.claimed, err)

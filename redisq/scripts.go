@@ -118,12 +118,14 @@ return 1
 //	KEYS[5] (optional) settled:<nonce> marker
 //	ARGV[1] raw   ARGV[2] dead entry JSON   ARGV[3] result JSON or ""
 //	ARGV[4] result status (counter name)   ARGV[5] marker TTL (s)
+//	ARGV[6] dead list cap
 //
 // Returns 1 settled, 0 already settled (nothing changed).
 var buryScript = redis.NewScript(`
 if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
 if ARGV[3] ~= '' then
   redis.call('LPUSH', KEYS[3], ARGV[3])
