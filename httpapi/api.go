@@ -2,18 +2,17 @@
 // section 4): submit a dial command and poll its status, /healthz and
 // /metrics.
 //
-// Submit and status are pure Redis operations on the keys of the cell named
-// in the path, so any daemon of a host answers them for every cell listed in
-// the settings' queues; /healthz and /metrics describe the daemon's own cell.
+// A daemon's API serves its own cell only. /api/ and /debug/pprof/ are
+// guarded (access.go): no browser, a bearer token, a rate limit; /healthz and
+// /metrics are open to anyone (rate-limited per client only) since they
+// carry no ids and no numbers.
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,11 +24,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/redisq"
 )
-
-// MaxBodyBytes caps a request body: a dial command is never larger.
-const MaxBodyBytes = bridge.MaxCommandBytes
 
 // redisTimeout bounds the Redis work of one request.
 const redisTimeout = 3 * time.Second
@@ -49,134 +46,100 @@ const NotFoundMessage = "The requested call is not found"
 type Options struct {
 	// RDB is the Redis client submit and status use.
 	RDB *redis.Client
-	// Prefix is redis.prefix; Cells are the cells served (queues[].name).
+	// Prefix is redis.prefix; Cell is the daemon's own cell, the only one
+	// whose calls this API takes and reports.
 	Prefix string
-	Cells  []string
+	Cell   string
+	// Token is http.token: when set, /api/ and /debug/pprof/ require it as
+	// a bearer token.
+	Token config.Secret
+	// AllowUnauthenticatedLoopback (http.allow_unauthenticated_loopback)
+	// opens /api/ and /debug/pprof/ without a token, only when Token is
+	// empty and only on a connection whose both ends are loopback.
+	AllowUnauthenticatedLoopback bool
+	// Limits are the rate limits; zero fields take the defaults.
+	Limits Limits
 	// Health answers /healthz; nil: no /healthz.
 	Health *Checker
 	// Metrics serves /metrics; nil: no /metrics.
 	Metrics http.Handler
 	// Pprof mounts net/http/pprof at /debug/pprof/ (http.pprof).
 	Pprof bool
-	// NewID makes the id of a command submitted without one; nil: NewID.
+	// NewID makes the id of a submitted command; nil: NewID.
 	NewID func() string
 	Log   zerolog.Logger
 }
 
 // NewHandler builds the HTTP handler of the API.
 func NewHandler(o Options) http.Handler {
-	a := &api{o: o, cells: map[string]redisq.Keys{}}
-	for _, c := range o.Cells {
-		a.cells[c] = redisq.NewKeys(o.Prefix, c)
+	if o.NewID == nil {
+		o.NewID = NewID
 	}
-	if a.o.NewID == nil {
-		a.o.NewID = NewID
-	}
+	a := &api{o: o, keys: redisq.NewKeys(o.Prefix, o.Cell), gate: newGate(o), limits: o.Limits.withDefaults()}
+	a.global = a.limits.global()
+	a.clients = a.limits.clients()
+
+	calls := http.NewServeMux()
+	calls.HandleFunc("POST /api/v1/cells/{cell}/calls", a.submit)
+	calls.HandleFunc("/api/v1/cells/{cell}/calls", methodNotAllowed("POST"))
+	calls.HandleFunc("GET /api/v1/cells/{cell}/calls/{id}", a.status)
+	calls.HandleFunc("/api/v1/cells/{cell}/calls/{id}", methodNotAllowed("GET, HEAD"))
+	calls.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API path")
+	})
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/cells/{cell}/calls", a.submit)
-	mux.HandleFunc("GET /api/v1/cells/{cell}/calls/{id}", a.status)
+	mux.Handle("/api/", a.guard(calls))
+	if o.Pprof {
+		prof := http.NewServeMux()
+		prof.HandleFunc("GET /debug/pprof/", pprof.Index)
+		prof.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		prof.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		prof.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		prof.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", a.guard(prof))
+	}
 	if o.Health != nil {
 		mux.HandleFunc("GET /healthz", a.healthz)
 	}
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
 	}
-	if o.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	}
-	return mux
+	return a.perClient(mux)
 }
 
 type api struct {
-	o     Options
-	cells map[string]redisq.Keys
+	o       Options
+	keys    redisq.Keys
+	gate    gate
+	limits  Limits
+	global  *limiter
+	clients *clientLimiters
 }
 
-// NewID is a fresh command id that satisfies the id rules: "h-" and 24 hex
-// digits (96 random bits).
+// NewID is a fresh command id that satisfies the id rules and can never be
+// one of Multcall's: "h-" and 32 hex digits (128 random bits, so ids cannot
+// be guessed nor collide).
 func NewID() string {
-	var b [12]byte
+	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return "h-" + hex.EncodeToString(b[:])
 }
 
-func (a *api) submit(w http.ResponseWriter, r *http.Request) {
-	keys, ok := a.cells[r.PathValue("cell")]
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown cell %q", r.PathValue("cell")))
-		return
+// ownCell answers 404 unless the request names the daemon's cell: another
+// cell's daemon may be down or absent, and taking its calls here would
+// queue them where nobody claims them.
+func (a *api) ownCell(w http.ResponseWriter, r *http.Request) bool {
+	if r.PathValue("cell") == a.o.Cell {
+		return true
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error())
-		return
-	}
-	raw, err := a.withID(body)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	cmd, err := bridge.ParseCommand(raw)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
-	defer cancel()
-	// One atomic step (both keys are in the cell's hash slot): the command
-	// and a marker that makes GET answer 204, not 404, while the command
-	// waits in the dial list (a claimed command has its call hash).
-	_, err = a.o.RDB.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, keys.Dial(), raw)
-		p.Set(ctx, SubmittedKey(keys, cmd.ID), "1", SubmittedTTL)
-		return nil
-	})
-	if err != nil {
-		a.o.Log.Warn().Err(err).Str("cell", keys.Cell()).Str("id", cmd.ID).Msg("http submit: Redis refused the push")
-		writeError(w, http.StatusServiceUnavailable, "Redis unavailable: the command was not queued")
-		return
-	}
-	a.o.Log.Debug().Str("cell", keys.Cell()).Str("id", cmd.ID).Msg("http submit: queued")
-	writeJSON(w, http.StatusOK, map[string]any{"code": 200, "taskId": cmd.ID})
-}
-
-// withID returns body with a generated id when the command has none (absent
-// or null). Anything that is not a JSON object is returned as is, for
-// ParseCommand to name the problem. The other fields, unknown ones included,
-// are kept.
-func (a *api) withID(body []byte) ([]byte, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return body, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &m); err != nil {
-		return body, nil // malformed: ParseCommand reports it
-	}
-	if id, ok := m["id"]; ok && string(bytes.TrimSpace(id)) != "null" {
-		return body, nil
-	}
-	id, err := json.Marshal(a.o.NewID())
-	if err != nil {
-		return nil, err
-	}
-	m["id"] = id
-	return json.Marshal(m)
+	// The cell named is never echoed: it is the client's input.
+	writeError(w, http.StatusNotFound, fmt.Sprintf("this daemon serves cell %q only", a.o.Cell))
+	return false
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
-	keys, ok := a.cells[r.PathValue("cell")]
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown cell %q", r.PathValue("cell")))
+	if !a.ownCell(w, r) {
 		return
 	}
 	id := r.PathValue("id")
@@ -186,14 +149,14 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
 	defer cancel()
-	h, err := redisq.ReadCall(ctx, a.o.RDB, keys, id)
+	h, err := redisq.ReadCall(ctx, a.o.RDB, a.keys, id)
 	if err != nil {
-		a.o.Log.Warn().Err(err).Str("cell", keys.Cell()).Str("id", id).Msg("http status: Redis read failed")
+		a.o.Log.Warn().Err(err).Str("id", id).Msg("http status: Redis read failed")
 		writeError(w, http.StatusServiceUnavailable, "Redis unavailable")
 		return
 	}
 	if h == nil {
-		n, err := a.o.RDB.Exists(ctx, SubmittedKey(keys, id)).Result()
+		n, err := a.o.RDB.Exists(ctx, SubmittedKey(a.keys, id)).Result()
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "Redis unavailable")
 			return
@@ -228,6 +191,13 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, rep)
 }
 
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed: use "+allow)
+	}
+}
+
 // validID is the id rule of a dial command: 1–64 of A-Za-z0-9._:-
 func validID(id string) bool {
 	if len(id) == 0 || len(id) > bridge.MaxIDLen {
@@ -244,8 +214,11 @@ func validID(id string) bool {
 	return true
 }
 
+// writeError answers {"code": N, "message": "…"}. The message may quote
+// the client's input (through bridge's errors), so it is made safe to
+// print first.
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]any{"code": code, "message": msg})
+	writeJSON(w, code, map[string]any{"code": code, "message": safeText(msg)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -93,15 +93,19 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 	}
 
 	if addr := d.settings.HTTPListen(q); addr != "" {
-		cells := make([]string, 0, len(d.settings.Queues))
-		for _, c := range d.settings.Queues {
-			cells = append(cells, c.Name)
-		}
 		lg := d.log.With().Str("component", "http").Logger()
+		// The API takes calls for this daemon's cell only: another cell's
+		// calls queued here would wait for a daemon that may not run.
 		h := httpapi.NewHandler(httpapi.Options{
-			RDB: d.rdb, Prefix: d.settings.Redis.Prefix, Cells: cells,
-			Health: o.health, Metrics: o.metrics.Handler(), Log: lg,
-			Pprof: d.settings.HTTP.Pprof,
+			RDB:                          d.rdb,
+			Prefix:                       d.settings.Redis.Prefix,
+			Cell:                         d.cellName,
+			Token:                        d.settings.HTTP.Token,
+			AllowUnauthenticatedLoopback: d.settings.HTTP.AllowUnauthenticatedLoopback,
+			Health:                       o.health,
+			Metrics:                      o.metrics.Handler(),
+			Pprof:                        d.settings.HTTP.Pprof,
+			Log:                          lg,
 		})
 		o.srv, err = httpapi.Start(addr, d.settings.HTTP.TLSCert, d.settings.HTTP.TLSKey, h, lg)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
 
@@ -42,7 +44,12 @@ type opsHarness struct {
 	done   chan error
 	base   string
 	cl     *http.Client
+	// token is sent as the bearer token by do ("": no Authorization).
+	token string
 }
+
+// opsToken is the harness's http.token.
+const opsToken = "ops-token-0123456789abcdef"
 
 // newOpsHarness starts Redis, the AMI simulator and a simulated Multcall;
 // the daemon is started by start.
@@ -63,6 +70,7 @@ func newOpsHarness(t *testing.T, rules string) *opsHarness {
 	h.s.Queues = append(h.s.Queues, config.Queue{Name: "202", Threads: 5})
 	h.s.HTTP.Listen = "127.0.0.1:1" // overridden for the cell below
 	h.s.Queues[0].HTTPListen = "127.0.0.1:0"
+	h.s.HTTP.Token, h.token = opsToken, opsToken
 	h.rdb = redis.NewClient(&redis.Options{Addr: h.mr.Addr()})
 	t.Cleanup(func() { h.rdb.Close() })
 	mc := multcallsim.New(h.rdb, h.s.Redis.Prefix, testCell, multcallsim.Options{})
@@ -119,17 +127,37 @@ func (h *opsHarness) stop() {
 
 func (h *opsHarness) do(method, path, body string) (int, string) {
 	h.t.Helper()
+	resp, b := h.send(h.request(method, path, body))
+	return resp.StatusCode, b
+}
+
+// request is what an API client sends: the bearer token, and a JSON
+// content type on a POST.
+func (h *opsHarness) request(method, path, body string) *http.Request {
+	h.t.Helper()
 	req, err := http.NewRequest(method, h.base+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
+}
+
+// send does req and returns the response (its body closed) and the body.
+func (h *opsHarness) send(req *http.Request) (*http.Response, string) {
+	h.t.Helper()
 	resp, err := h.cl.Do(req)
 	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
+		h.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp, string(b)
 }
 
 func (h *opsHarness) submit(cell, body string) string {
@@ -199,12 +227,12 @@ func TestOpsAPIEndToEnd(t *testing.T) {
 	h.waitHealth(200, 10*time.Second)
 
 	// One ringing call: in progress first, then its result.
-	id := h.submit(testCell, `{"id": "ring-1", "number": "5511999990002"}`)
+	id := h.submit(testCell, `{"number": "5511999990002"}`)
 	if code, body := h.do("GET", "/api/v1/cells/"+testCell+"/calls/"+id, ""); code != 204 {
 		t.Fatalf("right after submit: %d %s", code, body)
 	}
 	r := h.result(id, 10*time.Second)
-	if r.ID != "ring-1" || r.Status != bridge.StatusAnswered || r.Cell != testCell || r.CallCode == "" {
+	if r.ID != id || !strings.HasPrefix(id, "h-") || r.Status != bridge.StatusAnswered || r.Cell != testCell || r.CallCode == "" {
 		t.Fatalf("result %+v", r)
 	}
 
@@ -237,21 +265,22 @@ func TestOpsAPIEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Unknown id, unknown cell; another cell of the settings is served
-	// (queued only: no daemon of 202 runs here).
+	// Unknown id, unknown cell; another cell of the settings is not served
+	// either: its calls belong to its own daemon.
 	if code, body := h.do("GET", "/api/v1/cells/"+testCell+"/calls/nope", ""); code != 404 ||
 		!strings.Contains(body, `"The requested call is not found"`) || !strings.Contains(body, `"code":404`) {
 		t.Fatalf("unknown id: %d %s", code, body)
 	}
-	if code, _ := h.do("GET", "/api/v1/cells/999/calls/x", ""); code != 404 {
-		t.Fatalf("unknown cell: %d", code)
+	for _, cell := range []string{"999", "202"} {
+		if code, _ := h.do("GET", "/api/v1/cells/"+cell+"/calls/x", ""); code != 404 {
+			t.Fatalf("cell %s: %d", cell, code)
+		}
+		if code, _ := h.do("POST", "/api/v1/cells/"+cell+"/calls", `{"number":"1"}`); code != 404 {
+			t.Fatalf("cell %s POST: %d", cell, code)
+		}
 	}
-	if code, _ := h.do("POST", "/api/v1/cells/999/calls", `{"number":"1"}`); code != 404 {
-		t.Fatalf("unknown cell POST: %d", code)
-	}
-	other := h.submit("202", `{"number": "1"}`)
-	if code, _ := h.do("GET", "/api/v1/cells/202/calls/"+other, ""); code != 204 {
-		t.Fatalf("queued on 202: %d", code)
+	if n := h.rdb.LLen(context.Background(), redisq.NewKeys(h.s.Redis.Prefix, "202").Dial()).Val(); n != 0 {
+		t.Fatalf("cell 202 got %d commands", n)
 	}
 	if code, body := h.do("POST", "/api/v1/cells/"+testCell+"/calls", `{"number": "1", "caller_id": "x\r\nAction: Hangup"}`); code != 400 {
 		t.Fatalf("CR/LF: %d %s", code, body)
@@ -286,6 +315,75 @@ func TestOpsAPIEndToEnd(t *testing.T) {
 		if !ok || v != c.want {
 			t.Errorf("%s{status=%q} = %v (present %v), want %v", c.name, c.status, v, ok, c.want)
 		}
+	}
+}
+
+// TestOpsHTTPAccess: the daemon's listener applies http.token and
+// http.allow_unauthenticated_loopback (contract section 4, "Access (v2)").
+func TestOpsHTTPAccess(t *testing.T) {
+	t.Parallel()
+	calls := "/api/v1/cells/" + testCell + "/calls"
+	for _, c := range []struct {
+		name  string
+		token config.Secret
+		allow bool
+		send  string // bearer token sent
+		want  int    // answer to an API request
+	}{
+		{"token, none sent", opsToken, false, "", 401},
+		{"token, a wrong one sent", opsToken, false, "wrong-0123456789abcdef", 401},
+		{"token, sent", opsToken, false, opsToken, 200},
+		{"no token, loopback", "", false, "", 401},
+		{"no token, loopback allowed", "", true, "", 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newOpsHarness(t, "answer")
+			h.s.HTTP.Token, h.s.HTTP.AllowUnauthenticatedLoopback, h.s.HTTP.Pprof = c.token, c.allow, true
+			h.start(opsOptions{notify: func(string) (bool, error) { return false, nil }})
+			h.token = c.send
+
+			resp, body := h.send(h.request("POST", calls, `{"number": "1"}`))
+			if resp.StatusCode != c.want {
+				t.Fatalf("POST: %d %s, want %d", resp.StatusCode, body, c.want)
+			}
+			if code, _ := h.do("GET", "/debug/pprof/cmdline", ""); code != c.want {
+				t.Fatalf("pprof: %d, want %d", code, c.want)
+			}
+			for _, path := range []string{"/healthz", "/metrics"} {
+				if code, body := h.do("GET", path, ""); code == 401 || code == 403 {
+					t.Fatalf("%s is closed: %d %s", path, code, body)
+				}
+			}
+			if c.want == 401 {
+				if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+					t.Fatalf("WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
+				}
+				// Nothing was done: no command, no marker, no call.
+				if keys := h.mr.Keys(); slices.ContainsFunc(keys, func(k string) bool {
+					return strings.Contains(k, ":dial") || strings.Contains(k, ":submitted:") || strings.Contains(k, ":call:")
+				}) {
+					t.Fatalf("keys after a refused POST: %q", keys)
+				}
+				return
+			}
+			// Let in: the daemon's rules apply, and its own cell only.
+			for _, r := range []struct {
+				method, path, ctype, body string
+				want                      int
+			}{
+				{"POST", calls, "text/plain", `{"number": "1"}`, 415},
+				{"POST", calls, "application/json", `{"id": "c-000124", "number": "1"}`, 400},
+				{"POST", "/api/v1/cells/202/calls", "application/json", `{"number": "1"}`, 404},
+				{"POST", calls, "application/json", `{"number": "1", "caller_id": "` + strings.Repeat("x", 64<<10) + `"}`, 413},
+			} {
+				req := h.request(r.method, r.path, r.body)
+				req.Header.Set("Content-Type", r.ctype)
+				if resp, body := h.send(req); resp.StatusCode != r.want {
+					t.Errorf("%s %s (%s, %.40s): %d %.200s, want %d", r.method, r.path, r.ctype, r.body, resp.StatusCode, body, r.want)
+				}
+			}
+		})
 	}
 }
 
