@@ -30,9 +30,18 @@
 //   - Unknown action: "Message: Invalid/unknown command: X. Use Action:
 //     ListCommands to show available commands." (Asterisk's full text).
 //     A message without Action: "Missing action in request".
-//   - A line longer than 1,022 bytes (1,024 with CRLF) makes Asterisk
-//     discard the whole message without any answer; so does the simulator.
-//     More than 128 lines: "Too many lines in message or allocation failure".
+//   - Lines are read like manager.c's get_input: a line and its line end
+//     must fit in 1,024 bytes (1,022 bytes before a CRLF). A longer one is
+//     thrown away 1,023 bytes at a time, each time logged as Asterisk logs
+//     it ("Discarding message from <addr>. Line too long: <25 bytes>...");
+//     what is left of it when its line end comes is read as a line of the
+//     message (an empty one, ending the message, when the byte kept was
+//     the CR of the CRLF). The message is then answered "Response: Error",
+//     "Message: Failed to parse message: line too long" (with its ActionID,
+//     logged in or not) and the session is kept; Stats.ParseErrors counts
+//     it. More than 128 lines: "Too many lines in message or allocation
+//     failure" (which leaves a pending long-line error to the next message,
+//     as in Asterisk). A NUL ends a header.
 //   - CoreSettings, CoreStatus, CoreShowChannels (an EventList of
 //     CoreShowChannel then CoreShowChannelsComplete with ListItems), Status
 //     (an EventList of Status then StatusComplete; "Channel:" picks one
@@ -45,9 +54,19 @@
 //
 // # Originate
 //
-// "Channel not specified", "Invalid priority", "Invalid timeout", "Invalid
-// channel" (no "/"), and an over-long ChannelId are refused with Response:
-// Error, as in Asterisk. Otherwise the number (the part of Channel between
+// A ChannelId or OtherChannelId over 149 bytes, "Channel not specified",
+// "Invalid priority", "Invalid timeout" and "Invalid channel" (no "/") are
+// refused with Response: Error, as in Asterisk.
+//
+// Variable headers are read exactly as Asterisk reads them, and
+// OriginateRecord.Variables holds what the dialplan would read: each
+// header is split by the application-argument parser (commas split, ( )
+// [ ] and "quotes" group — an unclosed one swallows the rest of the
+// header —, quotes are removed, a backslash makes the next byte literal,
+// 64 items at most), each item at its first "=", and the variables are
+// then set last item first, a name that differs only by its leading "_"
+// or "__" replacing the other: the first appearance of a name wins.
+// Names ending in ")" are function writes (OriginateRecord.Functions). Otherwise the number (the part of Channel between
 // "/" and the first "@") picks a Rule (first match wins, no match: answer at
 // once, hang up at once). With "Async: true" the Response ("Originate
 // successfully queued") comes at once and the call is then played as a

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// maxPublicUniqueID is AST_MAX_PUBLIC_UNIQUEID: a ChannelId must be shorter.
+// maxPublicUniqueID is AST_MAX_PUBLIC_UNIQUEID: a longer ChannelId is refused.
 const maxPublicUniqueID = 149
 
 // knownTechs are the channel technologies a stock Asterisk 22 knows; an
@@ -67,10 +67,12 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 		Exten:     m.get("Exten"),
 		CallerID:  m.get("CallerID"),
 		Async:     isTrue(m.get("Async")),
-		Variables: splitVariables(m.getAll("Variable")),
 		At:        time.Now(),
 		Timeout:   30 * time.Second,
 	}
+	ov := parseOriginateVars(m.getAll("Variable"))
+	rec.Variables, rec.VariableNames = ov.read()
+	rec.Functions = ov.funcs
 	if srv.cfg.MaxRecords >= 0 {
 		rec.Headers = make(map[string]string, len(m.headers))
 		for _, h := range m.headers {
@@ -87,6 +89,11 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 		srv.logf("amisim: originate %q (ActionID %q) refused: %s", channel, id, msg)
 		ss.send(appendResponse(nil, "Error", id, "", msg, false))
 		return true
+	}
+	// Checked first, and only over the limit, as action_originate does.
+	otherID := m.get("OtherChannelId")
+	if len(rec.ChannelID) > maxPublicUniqueID || len(otherID) > maxPublicUniqueID {
+		return refuse("Uniqueid length exceeds maximum of " + strconv.Itoa(maxPublicUniqueID))
 	}
 	if channel == "" {
 		return refuse("Channel not specified")
@@ -110,10 +117,6 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 	tech, _, ok := strings.Cut(channel, "/")
 	if !ok {
 		return refuse("Invalid channel")
-	}
-	otherID := m.get("OtherChannelId")
-	if len(rec.ChannelID) >= maxPublicUniqueID || len(otherID) >= maxPublicUniqueID {
-		return refuse("Uniqueid length exceeds maximum of " + strconv.Itoa(maxPublicUniqueID))
 	}
 	app := m.get("Application")
 	if !rec.Async && app == "" && rec.Priority == 0 {

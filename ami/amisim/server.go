@@ -64,9 +64,18 @@ type OriginateRecord struct {
 	Priority                                                       int
 	Timeout                                                        time.Duration
 	Async                                                          bool
-	Variables                                                      map[string]string // parsed from the Variable header(s), comma-split
-	Headers                                                        map[string]string // all headers as received (repeated ones joined with ",")
-	At                                                             time.Time
+	// Variables are the channel variables the Variable headers set, by the
+	// name the dialplan reads them with (${NAME}: without the leading "_"
+	// or "__"), parsed exactly as Asterisk does (see originateVars).
+	Variables map[string]string
+	// VariableNames: for each of Variables set with leading "_" or "__",
+	// the name it was set with (the inheritance dialed channels see).
+	VariableNames map[string]string
+	// Functions are the Variable items whose name ends in ")": Asterisk
+	// writes them through a dialplan function, in this order.
+	Functions []FunctionWrite
+	Headers   map[string]string // all headers as received (repeated ones joined with ",")
+	At        time.Time
 	// Outcome is what the simulator did: the matched rule's outcome,
 	// "failed" for an unknown channel technology, "refuse" for an action
 	// answered with an error (no channel, bad timeout...).
@@ -84,6 +93,9 @@ type Stats struct {
 	InFlight        int   // calls with live channels now
 	EventsSent      int64 // event messages queued to sessions
 	SessionsDropped int64 // sessions dropped for a slow reader (queue bound or write timeout)
+	// ParseErrors are messages answered "Failed to parse message: line
+	// too long" (a line over 1,024 bytes with its line end).
+	ParseErrors int64
 }
 
 // Server is a running AMI simulator.
@@ -125,6 +137,7 @@ type Server struct {
 	nConnections, nLogins, nFailedLogins atomic.Int64
 	nOriginates, nCallsStarted           atomic.Int64
 	nEvents, nDropped                    atomic.Int64
+	nParseErrors                         atomic.Int64
 }
 
 type waiter struct {
@@ -501,6 +514,7 @@ func (s *Server) Stats() Stats {
 		InFlight:        inflight,
 		EventsSent:      s.nEvents.Load(),
 		SessionsDropped: s.nDropped.Load(),
+		ParseErrors:     s.nParseErrors.Load(),
 	}
 }
 

@@ -238,14 +238,14 @@ func (ss *session) reader() {
 	if at := ss.srv.cfg.AuthTimeout; at > 0 {
 		ss.conn.SetReadDeadline(ss.start.Add(at))
 	}
-	br := bufio.NewReaderSize(ss.conn, 4096)
+	lr := &lineReader{r: bufio.NewReaderSize(ss.conn, 4096), onDiscard: ss.discarded}
 	var (
 		m    message
 		raw  []byte
 		offs []int
 	)
 	for {
-		if err := readMessage(br, &m, &raw, &offs); err != nil {
+		if err := lr.readMessage(&m, &raw, &offs); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && !ss.authed.Load() {
 				ss.kill(fmt.Sprintf("failed to authenticate in %v", ss.srv.cfg.AuthTimeout))
 				return
@@ -255,25 +255,44 @@ func (ss *session) reader() {
 			ss.closeAfterFlush("read: " + err.Error())
 			return
 		}
-		if m.tooLong {
-			// Asterisk: "Discarding message ... Line too long" and no answer.
-			ss.srv.logf("amisim: session %d: message discarded, a line is longer than %d bytes", ss.id, maxLineBytes-2)
-			continue
-		}
-		if !ss.handle(&m) {
-			return
+		// do_message answers a broken message before looking at its
+		// Action, logged in or not, and keeps the session. Too many lines
+		// wins over a long line and leaves the long-line mark for the
+		// next message, as in Asterisk.
+		switch {
+		case m.tooMany:
+			ss.send(appendResponse(nil, "Error", m.get("ActionID"), "", "Too many lines in message or allocation failure", false))
+		case lr.tooLong:
+			lr.tooLong = false
+			ss.srv.nParseErrors.Add(1)
+			ss.send(appendResponse(nil, "Error", m.get("ActionID"), "", "Failed to parse message: line too long", false))
+		default:
+			if !ss.handle(&m) {
+				return
+			}
 		}
 	}
+}
+
+// discarded logs get_input's warning for each full buffer without a line
+// end it throws away.
+func (ss *session) discarded(head []byte) {
+	ss.srv.logf("amisim: session %d: Discarding message from %s. Line too long: %.25s...",
+		ss.id, hostOf(ss.conn.RemoteAddr()), head)
+}
+
+// hostOf is ast_sockaddr_stringify_addr: the address without the port.
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return a.String()
 }
 
 // handle processes one action (manager.c process_message). It returns false
 // when the session ends.
 func (ss *session) handle(m *message) bool {
 	id := m.get("ActionID")
-	if m.tooMany {
-		ss.send(appendResponse(nil, "Error", id, "", "Too many lines in message or allocation failure", false))
-		return true
-	}
 	action := ""
 	for _, h := range m.headers {
 		if strings.EqualFold(h.name, "Action") && h.value != "" {

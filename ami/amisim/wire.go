@@ -1,18 +1,8 @@
 package amisim
 
 import (
-	"bufio"
-	"errors"
 	"strconv"
 	"strings"
-)
-
-// Limits of Asterisk's manager.c: a line (with its CRLF) must fit in the
-// 1,024-byte input buffer, and a message holds at most 128 header lines
-// (AST_MAX_MANHEADERS).
-const (
-	maxLineBytes   = 1024
-	maxHeaderLines = 128
 )
 
 // header is one "Name: value" line of an incoming action.
@@ -23,10 +13,8 @@ type header struct {
 // message is one incoming action.
 type message struct {
 	headers []header
-	// tooLong: a line exceeded maxLineBytes; Asterisk silently discards the
-	// whole message. tooMany: more than maxHeaderLines lines; Asterisk answers
-	// an error.
-	tooLong, tooMany bool
+	// tooMany: more than maxHeaderLines lines; Asterisk answers an error.
+	tooMany bool
 }
 
 // get returns the value of the first header named name (case-insensitive),
@@ -49,66 +37,6 @@ func (m *message) getAll(name string) []string {
 		}
 	}
 	return out
-}
-
-// readMessage reads one action (up to an empty line). It reuses m.
-func readMessage(br *bufio.Reader, m *message, raw *[]byte, offs *[]int) error {
-	m.headers = m.headers[:0]
-	m.tooLong, m.tooMany = false, false
-	buf := (*raw)[:0]
-	lines := (*offs)[:0] // pairs: start, end of each line inside buf
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// Longer than the reader's buffer, hence than any legal line:
-			// skip to its end.
-			m.tooLong = true
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if len(line) > maxLineBytes {
-			m.tooLong = true
-			continue
-		}
-		content := line[:len(line)-1]
-		if n := len(content); n > 0 && content[n-1] == '\r' {
-			content = content[:n-1]
-		}
-		if len(content) == 0 {
-			break
-		}
-		if len(lines)/2 >= maxHeaderLines {
-			m.tooMany = true
-			continue
-		}
-		lines = append(lines, len(buf))
-		buf = append(buf, content...)
-		lines = append(lines, len(buf))
-	}
-	*raw, *offs = buf, lines
-	if len(lines) == 0 {
-		return nil
-	}
-	s := string(buf) // one allocation per message; headers are substrings
-	for i := 0; i < len(lines); i += 2 {
-		l := s[lines[i]:lines[i+1]]
-		c := strings.IndexByte(l, ':')
-		if c < 0 {
-			m.headers = append(m.headers, header{name: l})
-			continue
-		}
-		v := strings.TrimLeft(l[c+1:], " \t")
-		m.headers = append(m.headers, header{name: l[:c], value: v})
-	}
-	return nil
 }
 
 // appendHeader appends "k: v\r\n".
@@ -287,24 +215,4 @@ func isPhoneNumber(s string) bool {
 		}
 	}
 	return true
-}
-
-// splitVariables parses Variable headers like astman_get_variables: each
-// header holds one or more comma-separated name=value pairs.
-func splitVariables(values []string) map[string]string {
-	if len(values) == 0 {
-		return nil
-	}
-	vars := make(map[string]string)
-	for _, v := range values {
-		for _, kv := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(kv, "=")
-			k = strings.TrimSpace(k)
-			if !ok || k == "" {
-				continue
-			}
-			vars[k] = strings.TrimSpace(val)
-		}
-	}
-	return vars
 }
