@@ -120,7 +120,21 @@ type Cell struct {
 	claimMu sync.Mutex
 	heldMu  sync.Mutex
 	held    map[string]int
+
+	// lastRound is when the claim loop last went round (unix ns): the
+	// systemd watchdog is fed only while it moves. Waiting for a slot, for
+	// AMI or for Redis counts as going round; a loop stuck on one call or
+	// one lock does not.
+	lastRound atomic.Int64
 }
+
+// roundEvery is how often a waiting claim loop shows it is alive.
+const roundEvery = time.Second
+
+func (c *Cell) round() { c.lastRound.Store(time.Now().UnixNano()) }
+
+// LastRound is when the claim loop last went round.
+func (c *Cell) LastRound() time.Time { return time.Unix(0, c.lastRound.Load()) }
 
 // SetObserver sets the metrics observer; call it before Run.
 func (c *Cell) SetObserver(o Observer) {
@@ -139,7 +153,7 @@ func (c *Cell) RedisUp() bool {
 func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, log zerolog.Logger) *Cell {
 	opt.defaults()
 	rec, _ := store.(Recovery)
-	return &Cell{
+	c := &Cell{
 		opt:      opt,
 		store:    store,
 		confirms: confirms,
@@ -155,6 +169,8 @@ func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, lo
 		obs:         nopObserver{},
 		held:        map[string]int{},
 	}
+	c.round()
+	return c
 }
 
 // InFlight is the number of calls in progress.
@@ -208,6 +224,7 @@ func (c *Cell) Run(ctx context.Context) error {
 func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 	var backoff time.Duration
 	for {
+		c.round()
 		// A slot first: threads bounds calls from claim to result.
 		if !c.take(ctx) {
 			return
@@ -215,7 +232,7 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		// Nothing new is claimed while AMI is down: commands stay in Redis.
 		if !c.dialer.Ready() {
 			c.claiming.Store(false)
-			if err := c.dialer.WaitReady(ctx); err != nil {
+			if !c.waitAMI(ctx) {
 				c.giveBack()
 				return
 			}
@@ -313,19 +330,50 @@ func (c *Cell) start(callCtx context.Context, raw []byte, wg *sync.WaitGroup) {
 	})
 }
 
-// take waits for a slot and a place in the dialing window.
+// take waits for a slot and a place in the dialing window, going round
+// every roundEvery while it waits.
 func (c *Cell) take(ctx context.Context) bool {
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	select {
-	case c.dialing <- struct{}{}:
+	if c.tryTake() {
 		return true
-	case <-ctx.Done():
-		<-c.slots
-		return false
+	}
+	t := time.NewTicker(roundEvery)
+	defer t.Stop()
+	for {
+		select {
+		case c.slots <- struct{}{}:
+			for {
+				select {
+				case c.dialing <- struct{}{}:
+					return true
+				case <-t.C:
+					c.round()
+				case <-ctx.Done():
+					<-c.slots
+					return false
+				}
+			}
+		case <-t.C:
+			c.round()
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// waitAMI waits until AMI is ready (true) or ctx ends (false), going round
+// every roundEvery: an Asterisk that is down is an outage, not a hang.
+func (c *Cell) waitAMI(ctx context.Context) bool {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, roundEvery)
+		err := c.dialer.WaitReady(wctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.round()
 	}
 }
 

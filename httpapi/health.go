@@ -23,6 +23,10 @@ type AMIState interface {
 // cell claiming commands.
 type Checker struct {
 	Ping func(ctx context.Context) error // a Redis PING; nil: not checked
+	// Writes reports the last write probe's error (the heartbeat), nil
+	// when writes succeed; nil func: not checked. PING alone answers while
+	// Redis refuses every write.
+	Writes func() error
 	Cell CellState
 	AMI  AMIState
 	// PingTimeout bounds the PING; default 500 ms.
@@ -71,6 +75,11 @@ func (c *Checker) Check(ctx context.Context) Report {
 		cancel()
 		if err != nil {
 			rep.RedisOK, rep.Redis = false, "down: PING: "+err.Error()
+		}
+	}
+	if rep.RedisOK && c.Writes != nil {
+		if err := c.Writes(); err != nil {
+			rep.RedisOK, rep.Redis = false, "down: writes refused: "+err.Error()
 		}
 	}
 	if c.AMI != nil && !c.AMI.Ready() {

@@ -56,6 +56,9 @@ type ConfirmRouter struct {
 
 	handBack chan confirmMsg
 
+	// lastTurn is when Run last went round (unix ns), for the watchdog.
+	lastTurn atomic.Int64
+
 	// counters not yet written to the stats hash (written with the next
 	// round trip, so an outage loses none)
 	invalid atomic.Int64
@@ -118,6 +121,7 @@ func NewConfirmRouter(rdb *redis.Client, prefix, cell, instance string, log zero
 		unknownLog: logLimiter{rate: routerLogRate, burst: routerLogBurst},
 	}
 	r.health = retry.NewHealth("redis", r.log)
+	r.lastTurn.Store(time.Now().UnixNano())
 	for i := range r.shards {
 		r.shards[i].m = make(map[string][]*waiter)
 	}
@@ -227,6 +231,10 @@ func (r *ConfirmRouter) deliver(msg confirmMsg) bool {
 	return true
 }
 
+// LastRound is when the reading loop last went round: at least every
+// couple of seconds while it runs (BRPOP blocks one second).
+func (r *ConfirmRouter) LastRound() time.Time { return time.Unix(0, r.lastTurn.Load()) }
+
 // Run reads confirmations until ctx ends, then returns nil. Redis errors are
 // logged once per outage and retried with a capped backoff; messages already
 // popped when an error strikes are kept and handled after it.
@@ -241,6 +249,7 @@ func (r *ConfirmRouter) Run(ctx context.Context) error {
 
 	var backoff time.Duration
 	for ctx.Err() == nil {
+		r.lastTurn.Store(time.Now().UnixNano())
 		err := r.turn(ctx)
 		if err == nil {
 			backoff = 0

@@ -15,6 +15,7 @@ import (
 type DialOptions struct {
 	Host     string
 	Port     int
+	Username string // a Redis 6+ ACL user; empty: the default user
 	Password string
 	DB       int
 	TLS      bool
@@ -71,6 +72,7 @@ func Dial(ctx context.Context, opts DialOptions) (*redis.Client, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	o := &redis.Options{
 		Addr:            addr,
+		Username:        opts.Username,
 		Password:        opts.Password,
 		DB:              opts.DB,
 		ClientName:      opts.ClientName,

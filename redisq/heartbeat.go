@@ -85,6 +85,12 @@ func (h *Heartbeat) SetLogger(log zerolog.Logger) {
 	h.health = retry.NewHealth("redis", h.log)
 }
 
+// WriteErr is the error of the last beat, nil when it was written. A beat
+// is a write every few seconds, so it doubles as the daemon's write probe:
+// a Redis that answers PING but refuses writes (OOM under noeviction, a
+// replica after a failover, a read-only ACL) shows here.
+func (h *Heartbeat) WriteErr() error { return h.health.Err() }
+
 // Key is the heartbeat's key.
 func (h *Heartbeat) Key() string { return h.key }
 

@@ -11,12 +11,16 @@ import (
 
 func init() { register("check-config", runCheckConfig) }
 
-// Exit statuses: 2 is for problems only a human can fix (the systemd unit
-// does not restart on it).
+// Exit statuses (contract section 1). 78 (EX_CONFIG, sysexits.h) is for
+// what only a person can fix: bad settings, a refused login. The systemd
+// unit does not restart on it (RestartPreventExitStatus=78). 2 stays the
+// command-line usage error of the interactive subcommands; the daemon never
+// uses it, because Go exits 2 on a panic and that must be restarted.
 const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	exitConfig  = 78
 )
 
 // defaultConfigPath is --config's default: $DIALBRIDGE_CONFIG, else the
@@ -46,11 +50,11 @@ func runCheckConfig(args []string) int {
 	}
 	s, err := config.Load(*path)
 	if err != nil {
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(os.Stderr, exitConfig, "%v", err)
 	}
 	if fs.NArg() > 0 {
 		if _, err := s.Queue(fs.Arg(0)); err != nil {
-			return fail(os.Stderr, exitUsage, "%v", err)
+			return fail(os.Stderr, exitConfig, "%v", err)
 		}
 	}
 	fmt.Printf("%s: ok (%d cells, redis %s, ami %s as %q)\n", *path, len(s.Queues), s.Redis.Addr(), s.AMI.Addr(), s.AMI.Username)

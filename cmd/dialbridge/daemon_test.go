@@ -664,7 +664,10 @@ func TestStartErrors(t *testing.T) {
 		want  []string
 	}{
 		{"unknown cell", "999", nil, []string{`cell "999"`, "101"}},
-		{"redis unreachable", testCell, func(s *config.Settings) { s.Redis.Port = freePort(t) }, []string{"redis 127.0.0.1:", "refused"}},
+		{"redis login refused", testCell, func(s *config.Settings) {
+			s.Redis.Host, s.Redis.Port = authRedis(t)
+			s.Redis.Password = "wrong-secret-xyz"
+		}, []string{"WRONGPASS", "redis.password"}},
 		{"ami login refused", testCell, func(s *config.Settings) { s.AMI.Secret = "wrong-secret-xyz" }, []string{"login refused", `"dialbridge"`}},
 	}
 	for _, tt := range tests {
@@ -688,6 +691,9 @@ func TestStartErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "wrong-secret-xyz") || strings.Contains(err.Error(), "\n") {
 				t.Errorf("error leaks the secret or is not one line: %q", err)
 			}
+			if code := startExit(err); code != exitConfig {
+				t.Errorf("exit status %d, want %d (a person must fix it)", code, exitConfig)
+			}
 		})
 	}
 }
@@ -704,7 +710,8 @@ func freePort(t *testing.T) int {
 }
 
 // TestBinaryStartFailureIsOneLine runs the built binary: a bad setting gives
-// exactly one line on stderr and exit status 2.
+// exactly one line on stderr and exit status 78 (EX_CONFIG: the unit does
+// not restart it).
 func TestBinaryStartFailureIsOneLine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -726,8 +733,8 @@ func TestBinaryStartFailureIsOneLine(t *testing.T) {
 		c.Stderr = &stderr
 		err := c.Run()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("%v: exit %v, want status 2", args, err)
+		if !errors.As(err, &ee) || ee.ExitCode() != exitConfig {
+			t.Errorf("%v: exit %v, want status %d", args, err, exitConfig)
 		}
 		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "dialbridge: ") {
 			t.Errorf("%v: stderr is not one line: %q", args, stderr.String())

@@ -36,6 +36,7 @@ type opsOptions struct {
 	watchdog  func() (time.Duration, error)    // default $WATCHDOG_USEC
 	readyPoll time.Duration                    // before READY=1; default 250 ms
 	statusInt time.Duration                    // after READY=1, at most; default 5 s
+	loops     map[string]func() time.Time      // main loops' last rounds; default the cell's and the router's
 }
 
 type ops struct {
@@ -87,9 +88,10 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 	o.metrics = metrics.New(d.cellName, cell, opsAMI{d.amic})
 	d.cell.SetObserver(o.metrics)
 	o.health = &httpapi.Checker{
-		Ping: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() },
-		Cell: cell,
-		AMI:  d.amic,
+		Ping:   func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() },
+		Writes: d.beat.WriteErr,
+		Cell:   cell,
+		AMI:    d.amic,
 	}
 
 	if addr := d.settings.HTTPListen(q); addr != "" {
@@ -144,14 +146,15 @@ func (o *ops) stop(ctx context.Context) error {
 }
 
 // notifyLoop talks to systemd (a no-op without $NOTIFY_SOCKET):
-//   - READY=1 once Redis and AMI are up (until then STATUS= says what is
-//     awaited);
-//   - WATCHDOG=1 every half of WatchdogSec while the daemon is alive. It is
-//     fed during Redis or AMI outages too: the daemon is working as designed
-//     then (waiting, not claiming), a restart would not bring Asterisk back,
-//     and a restart while Redis is down ends with exit status 2 (Redis
-//     unreachable at start), which RestartPreventExitStatus=2 never restarts.
-//     Outages show in STATUS=, /healthz and the metrics instead;
+//   - READY=1 once Redis and AMI are up; until then STATUS= says what is
+//     awaited and EXTEND_TIMEOUT_USEC= keeps the start from timing out: an
+//     outage at boot is waited for, not turned into a restart loop;
+//   - WATCHDOG=1 every half of WatchdogSec while the daemon's main loops
+//     (the claim loop, the confirmation reader) go round (see
+//     loopsAlive): waiting for Redis or AMI with backoff counts as going
+//     round, so a long outage is not restarted (it shows in STATUS=,
+//     /healthz and the metrics), while a loop stuck on one call or one lock
+//     stops the feeding and systemd kills and restarts the daemon;
 //   - STATUS= when the state changes;
 //   - STOPPING=1 when ctx ends (SIGTERM): calls in progress are draining.
 func (o *ops) notifyLoop(ctx, loopCtx context.Context) {
@@ -167,13 +170,13 @@ func (o *ops) notifyLoop(ctx, loopCtx context.Context) {
 		wd = 0
 	}
 	interval := o.o.statusInt
-	if wd > 0 && wd/2 < interval {
-		interval = wd / 2
+	if wd > 0 && wd/4 < interval {
+		interval = wd / 4
 	}
 	var (
-		ready, stopping bool
-		lastStatus      string
-		lastFeed        time.Time
+		ready, stopping, stalled bool
+		lastStatus               string
+		lastFeed, lastExtend     time.Time
 	)
 	tick := time.NewTimer(0)
 	defer tick.Stop()
@@ -202,10 +205,30 @@ func (o *ops) notifyLoop(ctx, loopCtx context.Context) {
 				lastStatus = st
 				msgs = append(msgs, "STATUS="+st)
 			}
+			if !ready && now.Sub(lastExtend) >= startExtendEvery {
+				lastExtend = now
+				msgs = append(msgs, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (3*startExtendEvery).Microseconds()))
+			}
 		}
 		if wd > 0 && now.Sub(lastFeed) >= wd/2-wd/10 {
-			lastFeed = now
-			msgs = append(msgs, "WATCHDOG=1")
+			// While draining after SIGTERM the loops have stopped on
+			// purpose; TimeoutStopSec bounds the drain.
+			stuck := ""
+			if !stopping {
+				stuck = o.loopsAlive(now, max(wd/2, minLoopStall))
+			}
+			switch {
+			case stuck == "":
+				lastFeed = now
+				msgs = append(msgs, "WATCHDOG=1")
+				if stalled {
+					stalled = false
+					lg.Info().Msg("main loops going round again; watchdog fed")
+				}
+			case !stalled:
+				stalled = true
+				lg.Error().Str("loop", stuck).Dur("watchdog", wd).Msg("a main loop has not gone round: watchdog no longer fed, systemd will restart the daemon")
+			}
 		}
 		if len(msgs) > 0 {
 			send(strings.Join(msgs, "\n"))
@@ -219,6 +242,34 @@ func (o *ops) notifyLoop(ctx, loopCtx context.Context) {
 		}
 		tick.Reset(next)
 	}
+}
+
+// minLoopStall is the shortest silence of a main loop taken for a hang: a
+// loop may legitimately spend a few seconds on one round (a blocking read
+// of one second, a Redis dial timing out with retries), whatever
+// WatchdogSec says.
+const minLoopStall = 5 * time.Second
+
+// startExtendEvery is how often a start still waiting for Redis or AMI
+// extends systemd's start timeout (by three times as much).
+const startExtendEvery = 10 * time.Second
+
+// loopsAlive names the first main loop that has not gone round within
+// limit, or "" when all have.
+func (o *ops) loopsAlive(now time.Time, limit time.Duration) string {
+	loops := o.o.loops
+	if loops == nil {
+		loops = map[string]func() time.Time{
+			"claim loop":          o.d.cell.LastRound,
+			"confirmation reader": o.d.router.LastRound,
+		}
+	}
+	for name, last := range loops {
+		if now.Sub(last()) > limit {
+			return name
+		}
+	}
+	return ""
 }
 
 func sdStatus(rep httpapi.Report, ready bool) string {

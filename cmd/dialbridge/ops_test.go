@@ -594,7 +594,7 @@ func TestUnitFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=2",
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=78", "MemoryMax=",
 		"User=dialbridge", "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/log/dialbridge"} {
 		if !strings.Contains(string(unit), "\n"+want) {
 			t.Errorf("unit lacks %s", want)

@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -20,6 +25,7 @@ import (
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/internal/gctune"
+	"github.com/multcall/dialbridge/internal/retry"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -36,19 +42,20 @@ func runDaemon(args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return exitUsage
+		return exitConfig
 	}
 	if fs.NArg() != 1 {
-		return fail(os.Stderr, exitUsage, "run: exactly one cell expected (a name under queues in the settings), got %d arguments", fs.NArg())
+		return fail(os.Stderr, exitConfig, "run: exactly one cell expected (a name under queues in the settings), got %d arguments", fs.NArg())
 	}
 	s, err := config.Load(*path)
 	if err != nil {
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(os.Stderr, exitConfig, "%v", err)
 	}
 	log, reopen, err := newLogger(s.Log, os.Stderr)
 	if err != nil {
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(os.Stderr, exitConfig, "%v", err)
 	}
+	warnSettingsFile(log, s)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -78,18 +85,31 @@ func runDaemon(args []string) int {
 
 	d, err := startDaemon(ctx, s, fs.Arg(0), log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info().Msg("stopped while starting")
+			return exitOK
+		}
 		if s.Log.Location != "-" {
 			log.Error().Err(err).Msg("cannot start") // stderr gets the one line below
 		}
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(os.Stderr, startExit(err), "%v", err)
 	}
 	// HTTP API, metrics, systemd readiness and watchdog (docs/OPERATIONS.md).
 	stopOps, err := startOps(ctx, d)
 	if err != nil {
+		d.close()
 		if s.Log.Location != "-" {
 			log.Error().Err(err).Msg("cannot start")
 		}
-		return fail(os.Stderr, exitUsage, "%v", err) // address in use, bad certificate: a human must fix it
+		// An address in use may free itself (a predecessor still
+		// stopping): restart. A certificate that cannot be read needs a
+		// person.
+		code := exitConfig
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			code = exitFailure
+		}
+		return fail(os.Stderr, code, "%v", err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -118,14 +138,73 @@ type daemon struct {
 	cell     *bridge.Cell
 }
 
-// instanceID is <hostname>-<pid>: unique among running daemons, readable
-// in redis-cli.
+// instanceID is <hostname>-<pid>-<random>: readable in redis-cli, and
+// unique even where every process is pid 1 and a restarted container keeps
+// its host name. Reusing a dead predecessor's id would make its claimed
+// list and heartbeat look like ours: its commands would never be recovered.
 func instanceID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "host"
 	}
-	return host + "-" + strconv.Itoa(os.Getpid())
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+}
+
+// configError is a start failure only a person can fix (exit 78).
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// startExit is the exit status of a start failure.
+func startExit(err error) int {
+	var ce configError
+	if errors.As(err, &ce) {
+		return exitConfig
+	}
+	return exitFailure
+}
+
+// isRedisAuthError: Redis refused our credentials or our ACL user lacks a
+// command we need. Retrying cannot fix either.
+func isRedisAuthError(err error) bool {
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	s := err.Error()
+	return strings.Contains(s, "AUTH") && strings.Contains(s, "without any password configured")
+}
+
+// dialRedis connects to Redis, waiting with backoff (one log line per
+// outage, systemd told why) while it is unreachable: a Redis blip at boot
+// must not leave the cell down. A refused login is returned at once.
+func dialRedis(ctx context.Context, log zerolog.Logger, opts redisq.DialOptions, notify func(string)) (*redis.Client, error) {
+	health := retry.NewHealth("redis", log)
+	var backoff time.Duration
+	for {
+		dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rdb, err := redisq.Dial(dialCtx, opts)
+		cancel()
+		if err == nil {
+			health.Up()
+			return rdb, nil
+		}
+		if isRedisAuthError(err) {
+			return nil, configError{fmt.Errorf("%w (check redis.username and redis.password)", err)}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		health.Down(err)
+		notify("STATUS=waiting for Redis: " + err.Error() + "\nEXTEND_TIMEOUT_USEC=" + strconv.FormatInt((3*startExtendEvery).Microseconds(), 10))
+		backoff = retry.Next(backoff)
+		if !retry.Sleep(ctx, backoff) {
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // startDaemon connects to Redis and AMI and builds the cell. Problems a human
@@ -138,23 +217,22 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	}
 	q, err := s.Queue(cellName)
 	if err != nil {
-		return nil, err
+		return nil, configError{err}
 	}
 	d := &daemon{settings: s, cellName: cellName, instance: instanceID()}
 	d.log = log.With().Str("cell", cellName).Str("instance", d.instance).Logger()
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)
 	redisq.SetClientLogger(d.log)
 
-	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	d.rdb, err = redisq.Dial(dialCtx, redisq.DialOptions{
-		Host: s.Redis.Host, Port: s.Redis.Port, Password: s.Redis.Password.Reveal(),
+	d.rdb, err = dialRedis(ctx, d.log, redisq.DialOptions{
+		Host: s.Redis.Host, Port: s.Redis.Port, Username: s.Redis.Username, Password: s.Redis.Password.Reveal(),
 		DB: s.Redis.DB, TLS: s.Redis.TLS, Threads: q.Threads, Cells: 1,
 		ClientName: "dialbridge-" + cellName + "-" + d.instance,
-	})
+	}, o.sdNotify())
 	if err != nil {
 		return nil, err
 	}
+	warnRedisPolicy(ctx, d.log, d.rdb)
 
 	d.amic = ami.New(ami.Options{
 		Host: s.AMI.Host, Port: s.AMI.Port, Username: s.AMI.Username, Secret: s.AMI.Secret.Reveal(),
@@ -164,6 +242,10 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	if err := d.amic.Start(ctx); err != nil {
 		d.amic.Close()
 		d.rdb.Close()
+		var refused *ami.LoginRefusedError
+		if errors.As(err, &refused) {
+			return nil, configError{err}
+		}
 		return nil, err
 	}
 
@@ -200,6 +282,14 @@ const acdInboxCap = 100000
 // daemonOptions are hooks for tests.
 type daemonOptions struct {
 	wrapStore func(bridge.Store) bridge.Store
+	notify    func(state string) // default sd_notify
+}
+
+func (o daemonOptions) sdNotify() func(string) {
+	if o.notify != nil {
+		return o.notify
+	}
+	return func(state string) { _, _ = sddaemon.SdNotify(false, state) }
 }
 
 type daemonOption func(*daemonOptions)
@@ -250,6 +340,12 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.rdb.Close()
 	d.log.Info().Msg("stopped")
 	return err
+}
+
+// close releases what startDaemon opened, for a start that goes no further.
+func (d *daemon) close() {
+	d.amic.Close()
+	d.rdb.Close()
 }
 
 var _ io.Closer = (*ami.Client)(nil)

@@ -54,6 +54,7 @@ type Health struct {
 	mu      sync.Mutex
 	down    bool
 	errs    int
+	last    error
 	outages atomic.Int64 // transitions to down, ever
 }
 
@@ -67,6 +68,7 @@ func (h *Health) Down(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.errs++
+	h.last = err
 	if !h.down {
 		h.down = true
 		h.outages.Add(1)
@@ -78,6 +80,7 @@ func (h *Health) Down(err error) {
 func (h *Health) Up() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.last = nil
 	if h.down {
 		h.down = false
 		h.log.Info().Str("dependency", h.name).Int("failed_tries", h.errs).Msg(h.name + " available again")
@@ -90,6 +93,13 @@ func (h *Health) IsDown() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.down
+}
+
+// Err is the failure of the last recorded outcome, nil after a success.
+func (h *Health) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
 }
 
 // Outages counts the outages so far: a change tells a caller one happened.
