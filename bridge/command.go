@@ -2,27 +2,34 @@ package bridge
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Limits of a dial command (contract section 2).
 const (
-	MaxCommandBytes   = 64 << 10 // a larger payload is refused before parsing
+	MaxCommandBytes = 16 << 10 // a longer command is invalid
+	// MaxItemBytes is the size past which a dial list item is not parsed
+	// at all (it goes to dead cut short, without an id). Between the two,
+	// the item is read only to find an id for its invalid result.
+	MaxItemBytes      = 64 << 10
 	MaxIDLen          = 64
+	MaxCallCodeLen    = 64 // the confirmation's call_code
 	MaxNumberLen      = 32
-	MaxCallerIDLen    = 128
+	MaxCallerIDLen    = 128 // bytes
 	MinTimeoutS       = 1
 	MaxTimeoutS       = 300
 	MaxVariables      = 32
 	MaxVarNameLen     = 64
-	MaxVarValueLen    = 256
-	MaxVariablesBytes = 900 // k=v joined by commas, must stay under this
+	MaxVarValueLen    = 256 // characters
+	MaxVariablesBytes = 800 // k=v joined by commas, must stay under this
 	ReservedVarPrefix = "DIALBRIDGE_"
 )
 
@@ -52,72 +59,68 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string { return "invalid dial command: " + e.Reason }
 
-// wireCommand mirrors the JSON. Fields are json.RawMessage so that a wrong
-// type is reported by name instead of by encoding/json's generic message,
-// and so that an id can still be recovered when another field is bad.
-type wireCommand struct {
-	ID        json.RawMessage `json:"id"`
-	Number    json.RawMessage `json:"number"`
-	CallerID  json.RawMessage `json:"caller_id"`
-	TimeoutS  json.RawMessage `json:"timeout_s"`
-	Variables json.RawMessage `json:"variables"`
-}
-
 // ParseCommand decodes and validates one dial command. Every rule of the
 // contract is checked here, so nothing that reaches AMI can carry a line
-// break or a value Asterisk would split. Unknown fields are ignored (Multcall
-// may add some), but the known ones must be exactly right.
+// break, a character Asterisk's argument parser interprets, or a name that
+// shadows ours. Unknown fields are ignored (Multcall may add some), but the
+// known ones must be exactly right and spelt exactly.
 func ParseCommand(raw []byte) (*Command, error) {
-	if len(raw) > MaxCommandBytes {
-		return nil, &InvalidError{Reason: fmt.Sprintf("command is %d bytes, more than the %d allowed", len(raw), MaxCommandBytes)}
+	if len(raw) > MaxItemBytes {
+		return nil, &InvalidError{Reason: tooBig(len(raw))}
 	}
 	if !utf8.Valid(raw) {
 		return nil, &InvalidError{Reason: "command is not valid UTF-8"}
 	}
-	trimmed := bytes.TrimSpace(raw)
+	// JSON's own whitespace only: bytes.TrimSpace would also drop U+0085
+	// and U+00A0, which no JSON reader accepts there.
+	trimmed := bytes.Trim(raw, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, &InvalidError{Reason: "command is not a JSON object"}
 	}
-	var w wireCommand
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&w); err != nil {
+	doc, err := readDocument(trimmed)
+	if err != nil {
 		return nil, &InvalidError{Reason: "malformed JSON: " + cleanJSONError(err)}
 	}
-	if dec.More() {
-		return nil, &InvalidError{Reason: "malformed JSON: data after the object"}
+	// From here on errors carry the id when it is usable.
+	id := doc.usableID()
+	bad := func(err error) (*Command, error) { return nil, &InvalidError{ID: id, Reason: err.Error()} }
+	if len(raw) > MaxCommandBytes {
+		return bad(errors.New(tooBig(len(raw))))
+	}
+	if doc.problem != "" {
+		return bad(errors.New(doc.problem))
 	}
 
 	c := &Command{}
-	id, err := stringField(w.ID, "id", true)
-	if err != nil {
-		return nil, &InvalidError{Reason: err.Error()}
+	if c.ID, err = stringField(doc.field("id"), "id", true); err != nil {
+		return bad(err)
 	}
-	if err := checkID(id); err != nil {
-		return nil, &InvalidError{Reason: err.Error()}
+	if err := checkID(c.ID); err != nil {
+		return bad(err)
 	}
-	c.ID = id
-	// From here on the id is usable: errors carry it.
-	bad := func(err error) (*Command, error) { return nil, &InvalidError{ID: id, Reason: err.Error()} }
-
-	if c.Number, err = stringField(w.Number, "number", true); err != nil {
+	if c.Number, err = stringField(doc.field("number"), "number", true); err != nil {
 		return bad(err)
 	}
 	if err := checkNumber(c.Number); err != nil {
 		return bad(err)
 	}
-	if c.CallerID, err = stringField(w.CallerID, "caller_id", false); err != nil {
+	if c.CallerID, err = stringField(doc.field("caller_id"), "caller_id", false); err != nil {
 		return bad(err)
 	}
 	if err := checkText("caller_id", c.CallerID, MaxCallerIDLen); err != nil {
 		return bad(err)
 	}
-	if c.TimeoutS, err = timeoutField(w.TimeoutS); err != nil {
+	if c.TimeoutS, err = timeoutField(doc.field("timeout_s")); err != nil {
 		return bad(err)
 	}
-	if c.Variables, err = variablesField(w.Variables); err != nil {
+	if c.Variables, err = variablesField(doc.field("variables")); err != nil {
 		return bad(err)
 	}
 	return c, nil
+}
+
+func tooBig(n int) string {
+	return fmt.Sprintf("command is %d bytes, more than the %d allowed", n, MaxCommandBytes)
 }
 
 // IDOf digs a usable id out of a command that failed validation, or "".
@@ -129,38 +132,17 @@ func IDOf(err error) string {
 	return ""
 }
 
-func isNull(m json.RawMessage) bool { return len(m) == 0 || string(m) == "null" }
-
-func stringField(m json.RawMessage, name string, required bool) (string, error) {
-	if isNull(m) {
+func stringField(v jvalue, name string, required bool) (string, error) {
+	if v.absent() {
 		if required {
 			return "", fmt.Errorf("%s is required", name)
 		}
 		return "", nil
 	}
-	if m[0] != '"' {
-		return "", fmt.Errorf("%s must be a string, got %s", name, jsonKind(m))
+	if v.kind != '"' {
+		return "", fmt.Errorf("%s must be a string, got %s", name, v.kindName())
 	}
-	var s string
-	if err := json.Unmarshal(m, &s); err != nil {
-		return "", fmt.Errorf("%s: %s", name, cleanJSONError(err))
-	}
-	return s, nil
-}
-
-func jsonKind(m json.RawMessage) string {
-	switch m[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case '"':
-		return "a string"
-	default:
-		return "a number"
-	}
+	return v.text, nil
 }
 
 func checkID(id string) error {
@@ -191,89 +173,39 @@ func checkNumber(n string) error {
 	return nil
 }
 
-// checkText refuses control characters (CR and LF would inject AMI headers)
-// and over-long values.
-func checkText(name, s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("%s is %d bytes, at most %d allowed", name, len(s), max)
+// checkText refuses control and format characters (a CR or LF would inject
+// AMI headers; a bidi override or a zero-width character makes a log or a
+// screen show something else than what is dialed) and over-long values.
+func checkText(name, s string, maxBytes int) error {
+	if len(s) > maxBytes {
+		return fmt.Errorf("%s is %d bytes, at most %d allowed", name, len(s), maxBytes)
 	}
-	for i, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			return fmt.Errorf("%s contains a control character (%U) at byte %d", name, r, i)
-		}
+	return checkRunes(name, s)
+}
+
+func checkRunes(name, s string) error {
+	if r, i := firstForbiddenRune(s); i >= 0 {
+		return fmt.Errorf("%s contains a control character (%s) at byte %d", name, runeName(r), i)
 	}
 	return nil
 }
 
-func timeoutField(m json.RawMessage) (int, error) {
-	if isNull(m) {
+func timeoutField(v jvalue) (int, error) {
+	if v.absent() {
 		return 0, nil
 	}
-	if m[0] == '"' || m[0] == '{' || m[0] == '[' || m[0] == 't' || m[0] == 'f' {
-		return 0, fmt.Errorf("timeout_s must be a whole number of seconds, got %s", jsonKind(m))
+	if v.kind != '0' {
+		return 0, fmt.Errorf("timeout_s must be a whole number of seconds, got %s", v.kindName())
 	}
-	var f float64
-	if err := json.Unmarshal(m, &f); err != nil {
-		return 0, fmt.Errorf("timeout_s: %s", cleanJSONError(err))
-	}
-	if f != float64(int64(f)) {
-		return 0, fmt.Errorf("timeout_s must be a whole number of seconds, got %s", string(m))
-	}
-	if f < MinTimeoutS || f > MaxTimeoutS {
-		return 0, fmt.Errorf("timeout_s must be %d-%d, got %s", MinTimeoutS, MaxTimeoutS, string(m))
+	lit := truncate(v.text, 40) // a number's literal: digits, sign, point, exponent
+	f, err := strconv.ParseFloat(v.text, 64)
+	switch {
+	case err == nil && f != math.Trunc(f):
+		return 0, fmt.Errorf("timeout_s must be a whole number of seconds, got %s", lit)
+	case err != nil || f < MinTimeoutS || f > MaxTimeoutS:
+		return 0, fmt.Errorf("timeout_s must be %d-%d, got %s", MinTimeoutS, MaxTimeoutS, lit)
 	}
 	return int(f), nil
-}
-
-func variablesField(m json.RawMessage) ([]Variable, error) {
-	if isNull(m) {
-		return nil, nil
-	}
-	if m[0] != '{' {
-		return nil, fmt.Errorf("variables must be an object of strings, got %s", jsonKind(m))
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(m, &raw); err != nil {
-		return nil, fmt.Errorf("variables: %s", cleanJSONError(err))
-	}
-	if len(raw) > MaxVariables {
-		return nil, fmt.Errorf("variables has %d entries, at most %d allowed", len(raw), MaxVariables)
-	}
-	vars := make([]Variable, 0, len(raw))
-	size := 0
-	for k, vm := range raw {
-		if k == "" || len(k) > MaxVarNameLen {
-			return nil, fmt.Errorf("variable name must be 1-%d characters", MaxVarNameLen)
-		}
-		for i := 0; i < len(k); i++ {
-			if !(isAlnum(k[i]) || k[i] == '_') {
-				return nil, fmt.Errorf("variable name %q may only contain A-Z a-z 0-9 _", truncate(k, 40))
-			}
-		}
-		if strings.HasPrefix(strings.ToUpper(k), ReservedVarPrefix) {
-			return nil, fmt.Errorf("variable name %q is reserved (names beginning with %s are dialbridge's)", k, ReservedVarPrefix)
-		}
-		v, err := stringField(vm, "variable "+k, true)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkText("variable "+k, v, MaxVarValueLen); err != nil {
-			return nil, err
-		}
-		if strings.ContainsRune(v, ',') {
-			return nil, fmt.Errorf("variable %s may not contain a comma (Asterisk splits the Variable header on commas)", k)
-		}
-		if size > 0 {
-			size++ // the comma
-		}
-		size += len(k) + 1 + len(v)
-		vars = append(vars, Variable{Name: k, Value: v})
-	}
-	if size >= MaxVariablesBytes {
-		return nil, fmt.Errorf("variables joined as k=v,… are %d bytes, must stay under %d", size, MaxVariablesBytes)
-	}
-	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
-	return vars, nil
 }
 
 func isAlnum(b byte) bool {
@@ -284,15 +216,58 @@ func isAlnum(b byte) bool {
 // into logs.
 func describeByte(s string, i int) string {
 	r, _ := utf8.DecodeRuneInString(s[i:])
-	if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+	if r == utf8.RuneError || isForbiddenRune(r) || !unicode.IsPrint(r) {
 		return fmt.Sprintf("%U", r)
 	}
 	return fmt.Sprintf("%q", r)
 }
 
+// isForbiddenRune: Unicode Cc (C0, DEL, C1) and Cf (bidi overrides and
+// isolates, zero-width characters, BOM, soft hyphen, …), which no field may
+// carry (contract section 2), and the line and paragraph separators, which
+// some readers take for a line break.
+func isForbiddenRune(r rune) bool {
+	if r >= 0x20 && r < 0x7f {
+		return false
+	}
+	return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+}
+
+// firstForbiddenRune returns the first forbidden rune of s and its byte
+// offset, or -1.
+func firstForbiddenRune(s string) (rune, int) {
+	for i, r := range s {
+		if isForbiddenRune(r) {
+			return r, i
+		}
+	}
+	return 0, -1
+}
+
+// runeName names a rune with its Unicode category, for errors.
+func runeName(r rune) string {
+	switch {
+	case unicode.Is(unicode.Cc, r):
+		return fmt.Sprintf("%U, category Cc", r)
+	case unicode.Is(unicode.Cf, r):
+		return fmt.Sprintf("%U, category Cf", r)
+	}
+	return fmt.Sprintf("%U", r)
+}
+
+// quoteKey shows a key from the input in an error: ASCII only, every
+// control or format character escaped, bounded.
+func quoteKey(s string) string {
+	return strconv.QuoteToASCII(truncate(s, 40))
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
@@ -300,5 +275,8 @@ func truncate(s string, n int) string {
 // cleanJSONError keeps encoding/json's message but never an unbounded echo
 // of the input.
 func cleanJSONError(err error) string {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of JSON input"
+	}
 	return truncate(strings.TrimPrefix(err.Error(), "json: "), 200)
 }

@@ -209,12 +209,17 @@ func (c *Cell) originateRequest(call *Call, ringTimeout time.Duration) Originate
 	if callerID == "" {
 		callerID = c.opt.CallerID
 	}
+	// Ours first (contract section 2): they reach the channel whatever the
+	// command's variables do to the end of the header (Asterisk's argument
+	// parser stops splitting after 63), and none of the command's can
+	// replace them afterwards, since ParseCommand reserves their names
+	// with any leading underscores.
 	vars := make([]Variable, 0, len(cmd.Variables)+2)
-	vars = append(vars, cmd.Variables...)
 	vars = append(vars,
 		Variable{Name: "DIALBRIDGE_ID", Value: cmd.ID},
 		Variable{Name: "DIALBRIDGE_CALL_CODE", Value: call.CallCode},
 	)
+	vars = append(vars, cmd.Variables...)
 	return OriginateRequest{
 		ActionID:  "o-" + call.ChannelID,
 		ChannelID: call.ChannelID,
@@ -307,10 +312,12 @@ func amiUnavailable(call *Call, lastErr error) *Result {
 	return r
 }
 
-// checkCallCode keeps the call code safe inside the comma-separated Variable
-// header: Multcall's codes are short tokens.
+// checkCallCode keeps the call code safe inside the Variable header, which
+// Asterisk splits and unescapes with its application-argument parser:
+// Multcall's codes are short tokens, so an ASCII allow-list (which leaves out
+// every Cc and Cf character too) costs nothing and needs no escaping.
 func checkCallCode(code string) error {
-	if code == "" || len(code) > 64 {
+	if code == "" || len(code) > MaxCallCodeLen {
 		return fmt.Errorf("confirmation carried an invalid call_code (must be 1-64 characters, got %d)", len(code))
 	}
 	for i := 0; i < len(code); i++ {
