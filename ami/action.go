@@ -9,9 +9,26 @@ import (
 )
 
 // ErrInvalidRequest means an OriginateRequest was refused before anything was
-// sent: a value would have broken the AMI framing (CR, LF or NUL), a required
-// field is missing, or its ids are already in flight.
+// sent: a value would have broken the AMI framing (CR, LF or NUL) or
+// Asterisk's reading of it (a line over 1,024 bytes, a variable Asterisk
+// would not read back as given), a required field is missing, or its ids
+// are already in flight.
 var ErrInvalidRequest = bridge.ErrInvalidRequest
+
+const (
+	// maxLine is Asterisk's input buffer (manager.c get_input): a header
+	// line with its CRLF must fit, or the whole action is refused ("Failed
+	// to parse message: line too long"), or, cut at its CR, split in two.
+	maxLine = 1024
+	// maxVariables: Asterisk parses at most 64 items of a Variable header
+	// and the 64th is the unparsed rest, commas and all.
+	maxVariables = 63
+	// variableSpecials are what Asterisk's application-argument parser,
+	// which reads the Variable header, treats as separators, groups or
+	// escapes: any of them in a value would make the dialplan read other
+	// variables than the ones given.
+	variableSpecials = `,()[]"\`
+)
 
 // originateAction builds the one action map an Originate sends. Every header
 // is set here and only here: amigo serialises a map, so a second spelling of
@@ -46,16 +63,19 @@ func originateAction(req bridge.OriginateRequest) (map[string]string, error) {
 	if req.CallerID != "" {
 		m["CallerID"] = req.CallerID
 	}
+	if len(req.Variables) > maxVariables {
+		return nil, fmt.Errorf("%w: %d variables, Asterisk reads at most %d", ErrInvalidRequest, len(req.Variables), maxVariables)
+	}
 	if len(req.Variables) > 0 {
+		// In the order given: when a name appears twice Asterisk keeps the
+		// first, so the caller puts the variables that must win first.
 		var b strings.Builder
 		for i, v := range req.Variables {
-			if v.Name == "" || strings.ContainsAny(v.Name, "=,") {
+			if !validVariableName(v.Name) {
 				return nil, fmt.Errorf("%w: variable name %q", ErrInvalidRequest, v.Name)
 			}
-			// Asterisk splits the Variable header on commas: a comma in a
-			// value would silently become another variable.
-			if strings.Contains(v.Value, ",") {
-				return nil, fmt.Errorf("%w: value of variable %s contains a comma", ErrInvalidRequest, v.Name)
+			if strings.ContainsAny(v.Value, variableSpecials) {
+				return nil, fmt.Errorf("%w: value of variable %s contains one of %s", ErrInvalidRequest, v.Name, variableSpecials)
 			}
 			if i > 0 {
 				b.WriteByte(',')
@@ -70,6 +90,25 @@ func originateAction(req bridge.OriginateRequest) (map[string]string, error) {
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return nil, fmt.Errorf("%w: header %s contains CR, LF or NUL", ErrInvalidRequest, k)
 		}
+		// amigo writes "k: v\r\n".
+		if n := len(k) + len(v) + 4; n > maxLine {
+			return nil, fmt.Errorf("%w: header %s would be a %d-byte line; Asterisk reads at most %d", ErrInvalidRequest, k, n, maxLine)
+		}
 	}
 	return m, nil
+}
+
+// validVariableName refuses what would not come back as the same name: an
+// "=" (the name would end there), the parser's specials, and blanks and
+// control bytes (Asterisk skips the ones that lead the header).
+func validVariableName(name string) bool {
+	if name == "" || strings.ContainsAny(name, "="+variableSpecials) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
