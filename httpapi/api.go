@@ -75,9 +75,8 @@ func NewHandler(o Options) http.Handler {
 	if o.NewID == nil {
 		o.NewID = NewID
 	}
-	a := &api{o: o, keys: redisq.NewKeys(o.Prefix, o.Cell), gate: newGate(o), limits: o.Limits.withDefaults()}
-	a.global = a.limits.global()
-	a.clients = a.limits.clients()
+	limits := o.Limits.withDefaults()
+	a := &api{o: o, keys: redisq.NewKeys(o.Prefix, o.Cell), gate: newGate(o), global: limits.global(), clients: limits.clients()}
 
 	calls := http.NewServeMux()
 	calls.HandleFunc("POST /api/v1/cells/{cell}/calls", a.submit)
@@ -112,7 +111,6 @@ type api struct {
 	o       Options
 	keys    redisq.Keys
 	gate    gate
-	limits  Limits
 	global  *limiter
 	clients *clientLimiters
 }
