@@ -74,8 +74,31 @@ func (c *Call) Result(status Status) *Result {
 	if c.Attempts > 0 {
 		r.Uniqueid = c.ChannelID
 	}
-	if !c.AnsweredAt.IsZero() && !c.EndedAt.IsZero() {
-		r.TalkMS = c.EndedAt.Sub(c.AnsweredAt).Milliseconds()
-	}
+	r.TalkMS = talkMS(c.AnsweredAt, c.EndedAt)
 	return r
+}
+
+// talkMS is the talk time in milliseconds, never negative (contract section
+// 2). It is a monotonic difference when both times carry this process's
+// monotonic reading, as the tracker's do (see onMonotonic). A time parsed
+// from text has only the wall clock, which an NTP step or another host's
+// clock (answered_at from a call hash after recovery, a PBX's answer time)
+// can put after the end: then the talk time is 0, not negative.
+func talkMS(answered, ended time.Time) int64 {
+	if answered.IsZero() || ended.IsZero() {
+		return 0
+	}
+	return max(0, ended.Sub(answered).Milliseconds())
+}
+
+// onMonotonic re-expresses t, a wall-clock time that was parsed from text and
+// so has no monotonic reading, on now's monotonic clock: now less t's age by
+// the wall clock. The wall time shown stays t's, and a later difference with
+// another time of this process no longer depends on the wall clock. A t after
+// now (a clock ahead of ours) is taken as now.
+func onMonotonic(t, now time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return now.Add(-max(0, now.Round(0).Sub(t)))
 }

@@ -70,7 +70,38 @@ type tracker struct {
 	endedAt time.Time // our channel hung up
 
 	lost bool // the AMI connection dropped while we waited: events may be missing
+
+	clock func() time.Time // time.Now when nil
 }
+
+// maxEventAge bounds how long an event may wait between its arrival and
+// apply by the wall clock. Beyond it, or below zero, the wall clock stepped
+// in between, and the moment of apply is the better answer.
+const maxEventAge = 5 * time.Second
+
+// stamp is when an event arrived, on this process's monotonic clock. Event
+// times that come from amigo as text have no monotonic reading: a talk time
+// taken between two of them would follow every step of the wall clock
+// (contract section 2: talk_ms comes from a monotonic clock). Events are
+// applied within moments of their arrival, so their age by the wall clock
+// puts them on the monotonic clock with the wall time they showed.
+func (t *tracker) stamp(at time.Time) time.Time {
+	if hasMonotonic(at) {
+		return at
+	}
+	now := time.Now()
+	if t.clock != nil {
+		now = t.clock()
+	}
+	if age := now.Round(0).Sub(at); at.IsZero() || age < 0 || age > maxEventAge {
+		return now
+	}
+	return onMonotonic(at, now)
+}
+
+// hasMonotonic reports whether t carries a monotonic reading: Round(0)
+// strips it and changes nothing else.
+func hasMonotonic(t time.Time) bool { return t != t.Round(0) }
 
 func (t *tracker) apply(ev Event) {
 	switch ev.Kind {
@@ -81,7 +112,7 @@ func (t *tracker) apply(ev Event) {
 		t.responded = true
 		t.reason = ev.Reason
 		t.response = ev.Response
-		t.respondedAt = ev.At
+		t.respondedAt = t.stamp(ev.At)
 		// On failure Asterisk puts the requested dial string in Channel,
 		// not a channel name: keep a real name if we have one.
 		if ev.Reason == ReasonAnswered || t.channel == "" {
@@ -99,7 +130,7 @@ func (t *tracker) apply(ev Event) {
 			t.legSeen[ev.Leg] = true
 		}
 		if ev.Leg == 1 && t.upAt.IsZero() {
-			t.upAt = ev.At
+			t.upAt = t.stamp(ev.At)
 		}
 	case EventHangup:
 		if ev.Leg != 1 && ev.Leg != 2 {
@@ -112,7 +143,7 @@ func (t *tracker) apply(ev Event) {
 			t.causeText = ev.CauseText
 		}
 		if ev.Leg == 1 && t.endedAt.IsZero() {
-			t.endedAt = ev.At
+			t.endedAt = t.stamp(ev.At)
 			if t.channel == "" {
 				t.channel = ev.Channel
 			}

@@ -47,6 +47,8 @@ func TestStatusForReason(t *testing.T) {
 func TestTrackerOrders(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Applied a moment after the last event, so every event keeps its time.
+	clock := func() time.Time { return at(3005) }
 	resp := func(ms, reason int) Event {
 		r := "Failure"
 		if reason == 4 {
@@ -82,7 +84,7 @@ func TestTrackerOrders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var tr tracker
+			tr := tracker{clock: clock}
 			for _, ev := range tt.events {
 				tr.apply(ev)
 			}
@@ -102,7 +104,7 @@ func TestTrackerOrders(t *testing.T) {
 	}
 
 	t.Run("answered: up before response, hangup later", func(t *testing.T) {
-		var tr tracker
+		tr := tracker{clock: clock}
 		for _, ev := range []Event{nc(1, 1), nc(1, 2), up(2, 2), up(3, 1), resp(4, 4)} {
 			tr.apply(ev)
 		}
@@ -122,7 +124,7 @@ func TestTrackerOrders(t *testing.T) {
 		}
 	})
 	t.Run("answered: hangup before response (very short call)", func(t *testing.T) {
-		var tr tracker
+		tr := tracker{clock: clock}
 		for _, ev := range []Event{nc(1, 1), nc(1, 2), hu(5, 2, 16), hu(5, 1, 16), resp(6, 4)} {
 			tr.apply(ev)
 		}
@@ -131,7 +133,7 @@ func TestTrackerOrders(t *testing.T) {
 		}
 	})
 	t.Run("duplicate response ignored", func(t *testing.T) {
-		var tr tracker
+		tr := tracker{clock: clock}
 		tr.apply(resp(1, 5))
 		tr.apply(resp(2, 4))
 		if tr.reason != 5 {
