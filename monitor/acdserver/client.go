@@ -2,32 +2,54 @@ package acdserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/multcall/dialbridge/monitor/acd"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 )
 
 // ErrConnectionLost is returned by RunClient when the server closes the
 // connection before the input ends.
 var ErrConnectionLost = errors.New("the queue manager closed the connection")
 
-// RunClient is "queue client": it reads the same commands as basic mode
-// from in, sends each as a JSON line to the server at addr, and prints every
-// {"response": …} message on out and every {"error": …} on errOut as
-// "error: <text>", so that its output is basic mode's, character for
-// character. Messages no command caused (ring timeouts) are printed as they
-// come. A goroutine reads in and writes to the connection; this one reads
-// the connection. At the end of in (or "quit") the client half-closes the
-// connection, prints what the server still sends, and returns when the
-// server closes. With prompt (in is a terminal) "> " is printed when the
-// client waits for a command.
-func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Writer, prompt bool) error {
+// ErrAuth is returned by RunClient when the server closes the connection
+// before accepting its token.
+var ErrAuth = errors.New("the queue manager refused the connection before authentication (acd.token: set $DIALBRIDGE_ACD_TOKEN, or acd.token in the settings)")
+
+// ClientOptions are RunClient's.
+type ClientOptions struct {
+	// Token is sent first (acd.token); a server without one takes any.
+	Token string
+	// Prompt prints "> " when the client waits for a command (stdin is a
+	// terminal).
+	Prompt bool
+}
+
+// RunClient is "queue client": it authenticates, reads the same commands
+// as basic mode from in, sends each as a JSON line to the server at addr,
+// and prints every {"response": …} message on out and every {"error": …}
+// on errOut as "error: <text>", so that its output is basic mode's,
+// character for character. Messages no command caused (ring timeouts) are
+// printed as they come. A goroutine reads in and writes to the connection;
+// this one reads the connection. At the end of in (or "quit") the client
+// half-closes the connection, prints what the server still sends, and
+// returns when the server closes.
+//
+// What the server sends is escaped before it is printed (package
+// termsafe), whoever the server is. A typed line the server would refuse
+// for its length is judged here by basic mode's rules, and its error is
+// printed in its place among the replies: an auth request goes in its
+// stead as a marker, and the error is printed when the marker's
+// "authenticated" comes back.
+func RunClient(ctx context.Context, addr string, opt ClientOptions, in io.Reader, out, errOut io.Writer) error {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -43,9 +65,15 @@ func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Wr
 		defer outMu.Unlock()
 		_, _ = io.WriteString(w, s)
 	}
+	p := &pump{nc: nc, token: opt.Token, out: out, write: write, prompt: opt.Prompt}
+	// The auth goes first, before any command: its marker prints nothing.
+	p.markers.push("")
+	if _, err := nc.Write(authRequest(opt.Token)); err != nil {
+		return fmt.Errorf("queue manager at %s: %w", addr, err)
+	}
 	inputDone := make(chan error, 1)
 	go func() {
-		inputDone <- pump(in, nc, out, errOut, write, prompt)
+		inputDone <- p.run(in)
 		// Half-close only now: the server's close then means the end.
 		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
@@ -54,6 +82,7 @@ func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Wr
 		}
 	}()
 
+	admitted := false
 	br := bufio.NewReaderSize(nc, 64*1024)
 	for {
 		line, tooLong, err := readLine(br, 1<<20)
@@ -62,14 +91,19 @@ func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Wr
 		} else if len(line) > 0 {
 			var r reply
 			switch jerr := json.Unmarshal(line, &r); {
+			case jerr == nil && r.Response != nil && *r.Response == authenticated:
+				admitted = true
+				if e, ok := p.markers.pop(); ok && e != "" {
+					write(errOut, "error: "+termsafe.Escape(e)+"\n")
+				}
 			case jerr == nil && r.Response != nil:
-				write(out, *r.Response+"\n")
+				write(out, termsafe.Escape(*r.Response)+"\n")
 			case jerr == nil && r.Error != nil:
-				write(errOut, "error: "+*r.Error+"\n")
+				write(errOut, "error: "+termsafe.Escape(*r.Error)+"\n")
 			default:
 				write(errOut, fmt.Sprintf("error: unexpected line from the queue manager: %q\n", line))
 			}
-			if prompt && br.Buffered() == 0 {
+			if p.prompt && br.Buffered() == 0 {
 				write(out, "> ")
 			}
 		}
@@ -79,6 +113,9 @@ func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Wr
 	}
 	if ctx.Err() != nil {
 		return nil
+	}
+	if !admitted {
+		return ErrAuth
 	}
 	select {
 	case err := <-inputDone:
@@ -90,26 +127,53 @@ func RunClient(ctx context.Context, addr string, in io.Reader, out, errOut io.Wr
 	}
 }
 
-// overlong stands for a line too long to send: the server answers it with
-// basic mode's error.
-var overlong = append(bytes.Repeat([]byte{' '}, MaxLine+1), '\n')
+// markers are the errors waiting for their auth marker's answer, in order.
+type markers struct {
+	mu   sync.Mutex
+	errs []string
+}
 
-// pump reads commands from in and sends them to nc until the end of in or
+func (m *markers) push(e string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.errs = append(m.errs, e)
+}
+
+func (m *markers) pop() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.errs) == 0 {
+		return "", false
+	}
+	e := m.errs[0]
+	m.errs = m.errs[1:]
+	return e, true
+}
+
+// pump reads commands and sends them.
+type pump struct {
+	nc      net.Conn
+	token   string
+	out     io.Writer
+	write   func(io.Writer, string)
+	prompt  bool
+	markers markers
+}
+
+// run reads commands from in and sends them until the end of in or
 // "quit".
-func pump(in io.Reader, nc net.Conn, out, errOut io.Writer, write func(io.Writer, string), prompt bool) error {
+func (p *pump) run(in io.Reader) error {
 	br := bufio.NewReaderSize(in, 64*1024)
-	if prompt {
-		write(out, "> ")
+	if p.prompt {
+		p.write(p.out, "> ")
 	}
 	for {
 		line, tooLong, err := readLine(br, MaxLine)
 		local := false
+		var req []byte
 		switch {
 		case tooLong:
-			// The server refuses it with the same error, in order.
-			if _, werr := nc.Write(overlong); werr != nil {
-				return nil
-			}
+			req = p.refused(errLineTooLong.Error())
 		case len(line) > 0 || err == nil:
 			verb, arg, lc, skip := splitLine(string(line))
 			switch {
@@ -118,22 +182,49 @@ func pump(in io.Reader, nc net.Conn, out, errOut io.Writer, write func(io.Writer
 			case lc == localQuit:
 				return nil
 			default:
-				if _, werr := nc.Write(EncodeRequest(verb, arg)); werr != nil {
-					return nil // the connection is gone: the reader reports it
-				}
+				req = p.request(verb, arg)
+			}
+		}
+		if req != nil {
+			if _, werr := p.nc.Write(req); werr != nil {
+				return nil // the connection is gone: the reader reports it
 			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				if prompt {
-					write(out, "\n")
+				if p.prompt {
+					p.write(p.out, "\n")
 				}
 				return nil
 			}
 			return fmt.Errorf("reading commands: %w", err)
 		}
-		if local && prompt {
-			write(out, "> ")
+		if local && p.prompt {
+			p.write(p.out, "> ")
 		}
 	}
+}
+
+// request is the line to send for a typed command. One too long for the
+// server is never a command that works: its error is basic mode's. So is
+// a typed "auth": it is no command of the interpreter, and the token is
+// not for typing.
+func (p *pump) request(verb, arg string) []byte {
+	req := EncodeRequest(verb, arg)
+	if len(req)-1 <= MaxRequest && !strings.EqualFold(verb, "auth") {
+		return req
+	}
+	if isHelp(verb) {
+		return EncodeRequest(verb, "") // help ignores its argument
+	}
+	if _, err := acd.ParseCommand(verb, arg); err != nil {
+		return p.refused(err.Error())
+	}
+	return req
+}
+
+// refused queues a local error behind a marker, and returns the marker.
+func (p *pump) refused(e string) []byte {
+	p.markers.push(e)
+	return authRequest(p.token)
 }

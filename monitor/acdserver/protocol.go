@@ -11,11 +11,17 @@ import (
 	"strings"
 
 	"github.com/multcall/dialbridge/monitor/acd"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 )
 
-// MaxLine is the longest line accepted, on stdin and over TCP, without its
-// line break.
+// MaxLine is the longest line typed (basic mode, client), without its line
+// break.
 const MaxLine = 64 * 1024
+
+// MaxRequest is the longest request line a server takes by default
+// (Server.MaxLine): a command is under 200 bytes, and a client must not
+// make the server hold more than a few KiB of its input.
+const MaxRequest = 4096
 
 // errLineTooLong is the error for a line over MaxLine bytes.
 var errLineTooLong = fmt.Errorf("line longer than %d bytes: ignored", MaxLine)
@@ -80,40 +86,72 @@ func isHelp(verb string) bool {
 // DecodeRequest parses one JSON request line into a command: an object
 // with a string "command" and, except for "status", a string "id".
 func DecodeRequest(line []byte) (acd.Command, error) {
-	verb, arg, err := decodeRequest(line)
+	r, err := decodeRequest(line)
 	if err != nil {
 		return acd.Command{}, err
 	}
-	return acd.ParseCommand(verb, arg)
+	return acd.ParseCommand(r.verb, r.arg)
 }
 
+// request is one JSON request line: a command and its id, or an auth.
+type request struct {
+	verb, arg string
+	token     string // auth only
+}
+
+func (r request) isAuth() bool { return strings.EqualFold(r.verb, "auth") }
+
 // decodeRequest checks a JSON request's shape and returns its fields.
-func decodeRequest(line []byte) (verb, arg string, err error) {
+func decodeRequest(line []byte) (request, error) {
+	var r request
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(line, &fields); err != nil || fields == nil {
-		return "", "", errors.New(`not a JSON command: send one object per line, like {"command": "call", "id": "7"}`)
+		return r, errors.New(`not a JSON command: send one object per line, like {"command": "call", "id": "7"}`)
 	}
 	for k, v := range fields {
 		var s string
 		switch k {
-		case "command", "id":
+		case "command", "id", "token":
 			if err := json.Unmarshal(v, &s); err != nil {
-				return "", "", fmt.Errorf("%q must be a string", k)
+				return r, fmt.Errorf("%q must be a string", k)
 			}
 		default:
-			return "", "", fmt.Errorf("unknown field %q: a command has only \"command\" and \"id\"", k)
+			return r, fmt.Errorf("unknown field %q: a command has only \"command\" and \"id\"", k)
 		}
-		if k == "command" {
-			verb = s
-		} else {
-			arg = s
+		switch k {
+		case "command":
+			r.verb = s
+		case "id":
+			r.arg = s
+		default:
+			r.token = s
 		}
 	}
 	if _, ok := fields["command"]; !ok {
-		return "", "", errors.New(`missing "command": send {"command": "call", "id": "7"}`)
+		return r, errors.New(`missing "command": send {"command": "call", "id": "7"}`)
 	}
-	return verb, arg, nil
+	_, hasToken := fields["token"]
+	_, hasID := fields["id"]
+	switch {
+	case r.isAuth() && (!hasToken || hasID):
+		return r, errors.New(`auth takes a token and nothing else: {"command": "auth", "token": "…"}`)
+	case !r.isAuth() && hasToken:
+		return r, errors.New(`"token" goes only with "command": "auth"`)
+	}
+	return r, nil
 }
+
+// authRequest is the client's first line, and its marker (see RunClient).
+func authRequest(token string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"command": "auth", "token": `)
+	b.Write(jsonString(token))
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
+// authenticated is the server's answer to a good auth.
+const authenticated = "authenticated"
 
 // responseLine is {"response": "<message>"}.
 func responseLine(msg string) []byte { return wrap(`{"response": `, msg) }
@@ -121,8 +159,11 @@ func responseLine(msg string) []byte { return wrap(`{"response": `, msg) }
 // errorLine is {"error": "<text>"}.
 func errorLine(text string) []byte { return wrap(`{"error": `, text) }
 
+// wrap escapes s before quoting it: JSON leaves C1 and format characters
+// raw, and whatever prints the text (a client, nc) shows them to a
+// terminal.
 func wrap(head, s string) []byte {
-	q := jsonString(s)
+	q := jsonString(termsafe.Escape(s))
 	b := make([]byte, 0, len(head)+len(q)+2)
 	b = append(b, head...)
 	b = append(b, q...)

@@ -1,40 +1,49 @@
 package acdserver
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/multcall/dialbridge/monitor/acd"
 )
 
 // DefaultListen is the contract's address of "queue serve".
 const DefaultListen = "127.0.0.1:5678"
+
+// DefaultMaxClients is the default cap on connections: far more operator
+// consoles than a floor has, few enough that their buffers stay small.
+const DefaultMaxClients = 256
+
+// DefaultAuthTimeout is how long a connection may take to authenticate
+// (contract section 5).
+const DefaultAuthTimeout = 5 * time.Second
 
 // Server is "queue serve": the queue manager over TCP, one JSON object per
 // line each way. A client sends {"command": "call", "id": "7"}; the
 // messages the command causes come back to it alone as {"response":
 // "Call 7 received"} lines, an error as {"error": "…"} (the connection
 // stays). Messages no command caused (ring timeouts, inbox events) go to
-// every client. A line over MaxLine bytes gets an error and is dropped; a
-// client that does not read its messages is disconnected once QueueLen of
-// them wait, so that it never slows down the others.
+// every authenticated client. With a Token the first line must be
+// {"command": "auth", "token": "…"}. A line over MaxLine bytes gets an
+// error and the connection is closed; a client that does not read its
+// messages is disconnected once QueueLen of them wait, so that it never
+// slows down the others. See doc.go for the cap on clients.
 type Server struct {
 	Engine *Engine
-	// MaxLine is the longest request line (default MaxLine, 64 KiB).
+	// Token, when set, is what a client must send first (acd.token).
+	Token string
+	// AuthTimeout closes a connection not authenticated in that time
+	// (default 5s; only with a Token).
+	AuthTimeout time.Duration
+	// MaxLine is the longest request line (default MaxRequest, 4 KiB).
 	MaxLine int
 	// QueueLen is how many messages may wait for one client before it
 	// is dropped (default 1024).
 	QueueLen int
-	// MaxClients bounds the connections at once (default 1000); more are
-	// told so and closed.
+	// MaxClients caps the connections (default 256); see doc.go for who
+	// is closed to make room.
 	MaxClients int
 	// WriteTimeout drops a client whose socket takes no data for this
 	// long (default 10s).
@@ -42,21 +51,16 @@ type Server struct {
 	// SocketBuffer is the kernel send buffer of each connection (default
 	// 64 KiB): it bounds the memory a client that does not read can hold.
 	SocketBuffer int
-	// Logf receives notes (clients dropped, accept errors); nil discards.
+	// Logf receives notes (clients dropped or refused, accept errors);
+	// nil discards. The token never appears in them.
 	Logf func(format string, args ...any)
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	closed  bool
 	wg      sync.WaitGroup
-}
-
-type client struct {
-	s       *Server
-	nc      net.Conn
-	out     chan []byte
-	done    chan struct{} // closed when the reader stops: the writer flushes and closes
-	dropped atomic.Bool
+	seq     atomic.Uint64 // orders connections and their activity
+	noise   rateLog       // refused connections: one line per 10 s
 }
 
 // Clients is the number of clients connected.
@@ -66,18 +70,18 @@ func (s *Server) Clients() int {
 	return len(s.clients)
 }
 
-// Serve accepts clients on ln until ctx ends, then closes them all and
-// returns once every connection's goroutines are done. It returns nil when
-// ctx ended, else the listener's error.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+func (s *Server) defaults() {
 	if s.MaxLine <= 0 {
-		s.MaxLine = MaxLine
+		s.MaxLine = MaxRequest
 	}
 	if s.QueueLen <= 0 {
 		s.QueueLen = 1024
 	}
 	if s.MaxClients <= 0 {
-		s.MaxClients = 1000
+		s.MaxClients = DefaultMaxClients
+	}
+	if s.AuthTimeout <= 0 {
+		s.AuthTimeout = DefaultAuthTimeout
 	}
 	if s.WriteTimeout <= 0 {
 		s.WriteTimeout = 10 * time.Second
@@ -88,6 +92,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Logf == nil {
 		s.Logf = func(string, ...any) {}
 	}
+	s.noise.logf = s.Logf
+}
+
+// Serve accepts clients on ln until ctx ends, then closes them all and
+// returns once every connection's goroutines are done. It returns nil when
+// ctx ended, else the listener's error.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.defaults()
 	s.mu.Lock()
 	s.clients = map[*client]struct{}{}
 	s.closed = false
@@ -135,27 +147,92 @@ func (s *Server) start(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if len(s.clients) >= s.MaxClients {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = nc.Write(errorLine(fmt.Sprintf("too many clients (%d): try again later", s.MaxClients)))
-			nc.Close()
-		}()
-		return
-	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(s.SocketBuffer)
 	}
-	c := &client{s: s, nc: nc, out: make(chan []byte, s.QueueLen), done: make(chan struct{})}
+	c := &client{s: s, nc: nc, out: make(chan []byte, s.QueueLen), done: make(chan struct{}), kick: make(chan struct{})}
+	c.since = s.seq.Add(1)
+	c.active.Store(c.since)
+	// Without a token there is nothing to prove: the connection may send
+	// commands and hears the broadcasts at once.
+	c.authed.Store(s.Token == "")
+	if len(s.clients) >= s.MaxClients {
+		// Room is made now only at the expense of a connection that has
+		// proven nothing; otherwise the newcomer waits over the cap (one
+		// at most: the next newcomer replaces it) and room is made when
+		// it proves itself.
+		if v := s.victim(c, false); v != nil {
+			s.evict(v)
+		}
+	}
 	s.clients[c] = struct{}{}
+	if s.Token != "" {
+		_ = nc.SetReadDeadline(time.Now().Add(s.AuthTimeout))
+	}
 	s.wg.Add(2)
 	go c.writeLoop()
 	go c.readLoop()
 }
 
-// broadcast sends lines to every client (called by the engine, locked).
+// proven marks c as having authenticated (or, without a token, spoken):
+// it now ranks among the consoles, and if the server is over its cap the
+// connection ranked lowest makes room.
+func (s *Server) proven(c *client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.provenLocked(c)
+}
+
+func (s *Server) provenLocked(c *client) {
+	if _, in := s.clients[c]; !in || c.proven.Load() {
+		return // closed meanwhile, or nothing new
+	}
+	c.proven.Store(true)
+	for len(s.clients) > s.MaxClients {
+		v := s.victim(c, true)
+		if v == nil {
+			return
+		}
+		s.evict(v)
+	}
+}
+
+// victim is the connection to close for room (under s.mu), never not:
+// the oldest that has not proven itself; else, if consoles may go, the
+// one idle the longest.
+func (s *Server) victim(not *client, consoles bool) *client {
+	var unproven, idlest *client
+	for c := range s.clients {
+		switch {
+		case c == not:
+		case !c.proven.Load():
+			if unproven == nil || c.since < unproven.since {
+				unproven = c
+			}
+		case idlest == nil || c.active.Load() < idlest.active.Load():
+			idlest = c
+		}
+	}
+	if unproven != nil || !consoles {
+		return unproven
+	}
+	return idlest
+}
+
+// evict closes c to make room (under s.mu).
+func (s *Server) evict(c *client) {
+	delete(s.clients, c)
+	if c.proven.Load() {
+		s.Logf("acd: closing client %s, idle the longest: too many clients (%d)", c.nc.RemoteAddr(), s.MaxClients)
+		c.finish(errorLine(fmtTooMany(s.MaxClients, "this connection, idle the longest, is closed for a new one")))
+		return
+	}
+	s.noise.note("acd: closed a connection that had not authenticated (from %s): too many clients (%d)", c.nc.RemoteAddr(), s.MaxClients)
+	c.finish(errorLine(fmtTooMany(s.MaxClients, "this connection, not authenticated, is closed for a new one")))
+}
+
+// broadcast sends lines to every authenticated client (called by the
+// engine, locked): it never waits for a client, a slow one is dropped.
 func (s *Server) broadcast(lines []string) {
 	encoded := make([][]byte, len(lines))
 	for i, l := range lines {
@@ -164,123 +241,12 @@ func (s *Server) broadcast(lines []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.clients {
+		if !c.authed.Load() {
+			continue
+		}
 		for _, b := range encoded {
 			if !c.send(b) {
 				break
-			}
-		}
-	}
-}
-
-// send queues b for the client without ever blocking; a client whose queue
-// is full is dropped.
-func (c *client) send(b []byte) bool {
-	if c.dropped.Load() {
-		return false
-	}
-	select {
-	case c.out <- b:
-		return true
-	default:
-		c.drop(fmt.Sprintf("%d messages wait for it", len(c.out)))
-		return false
-	}
-}
-
-func (c *client) drop(why string) {
-	if c.dropped.CompareAndSwap(false, true) {
-		c.s.Logf("acd: dropping client %s: %s", c.nc.RemoteAddr(), why)
-		c.nc.Close()
-	}
-}
-
-func (c *client) readLoop() {
-	defer c.s.wg.Done()
-	br := bufio.NewReaderSize(c.nc, 4096)
-	for {
-		line, tooLong, err := readLine(br, c.s.MaxLine)
-		switch {
-		case tooLong:
-			c.send(errorLine(fmt.Sprintf("line longer than %d bytes: ignored", c.s.MaxLine)))
-		case len(bytes.TrimSpace(line)) > 0:
-			verb, arg, perr := decodeRequest(line)
-			if perr == nil && isHelp(verb) {
-				for _, l := range strings.SplitAfter(strings.TrimSuffix(Help, "\n"), "\n") {
-					c.send(responseLine(strings.TrimSuffix(l, "\n")))
-				}
-				break
-			}
-			var cmd acd.Command
-			if perr == nil {
-				cmd, perr = acd.ParseCommand(verb, arg)
-			}
-			if perr != nil {
-				c.send(errorLine(perr.Error()))
-				break
-			}
-			c.s.Engine.Do(cmd, func(lines []string, err error) {
-				if err != nil {
-					c.send(errorLine(err.Error()))
-					return
-				}
-				for _, l := range lines {
-					if !c.send(responseLine(l)) {
-						return
-					}
-				}
-			})
-		}
-		if err != nil {
-			break
-		}
-	}
-	c.s.mu.Lock()
-	delete(c.s.clients, c)
-	c.s.mu.Unlock()
-	close(c.done)
-}
-
-func (c *client) writeLoop() {
-	defer c.s.wg.Done()
-	defer c.nc.Close()
-	bw := bufio.NewWriterSize(c.nc, 16*1024)
-	write := func(b []byte) bool {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.WriteTimeout))
-		if _, err := bw.Write(b); err != nil {
-			c.drop("writing: " + err.Error())
-			return false
-		}
-		return true
-	}
-	flush := func() bool {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.WriteTimeout))
-		if err := bw.Flush(); err != nil {
-			c.drop("writing: " + err.Error())
-			return false
-		}
-		return true
-	}
-	for {
-		select {
-		case b := <-c.out:
-			if !write(b) {
-				return
-			}
-			if len(c.out) == 0 && !flush() {
-				return
-			}
-		case <-c.done:
-			// The client finished sending: deliver what waits, then close.
-			for {
-				select {
-				case b := <-c.out:
-					if !write(b) {
-						return
-					}
-				default:
-					flush()
-					return
-				}
 			}
 		}
 	}

@@ -125,6 +125,6 @@ func NewHostedConsole(ctx context.Context, e *acdserver.Engine, sink func(Consol
 // (acdserver.RunClient). Messages no command caused come out too.
 func NewClientConsole(ctx context.Context, addr string, sink func(ConsoleMsg)) *Console {
 	return newConsole(func(in io.Reader, out, errOut io.Writer) error {
-		return acdserver.RunClient(ctx, addr, in, out, errOut, false)
+		return acdserver.RunClient(ctx, addr, acdserver.ClientOptions{}, in, out, errOut)
 	}, sink)
 }

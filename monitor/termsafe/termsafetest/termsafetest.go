@@ -11,9 +11,8 @@ import (
 	"github.com/multcall/dialbridge/monitor/termsafe"
 )
 
-// Forged is the text the attacks try to show as a line of its own: after
-// escaping it may only appear right after the escape of the character
-// meant to start that line.
+// Forged is the text the attacks try to show at the start of a line of
+// its own (after a box's border, on a screen).
 const Forged = "FORGED"
 
 // Attacks are strings an attacker can plant anywhere text is read from
@@ -39,8 +38,8 @@ var Attacks = map[string]string{
 }
 
 // Unsafe describes the first character of out a terminal would act on
-// (newlines excepted: outputs are made of lines), or a line where Forged
-// does not follow the escape of a line break, or returns "".
+// (newlines excepted: outputs are made of lines), or a line that starts
+// with Forged, or returns "".
 func Unsafe(out string) string {
 	return check(out, true)
 }
@@ -61,19 +60,9 @@ func check(out string, forged bool) string {
 			}
 			return fmt.Sprintf("line %d: raw %s at byte %d: %q", n+1, what, i, line[max(0, i-20):min(len(line), i+12)])
 		}
-		if j := strings.Index(line, Forged); forged && j >= 0 && !escapedBefore(line[:j]) {
+		if forged && strings.HasPrefix(strings.TrimLeft(line, " │"), Forged) {
 			return fmt.Sprintf("line %d: forged: %q", n+1, line)
 		}
 	}
 	return ""
-}
-
-// escapedBefore: the forged text follows the escape of a line break.
-func escapedBefore(s string) bool {
-	for _, e := range []string{`\r`, `\n`, `\u2028`} {
-		if strings.HasSuffix(s, e) {
-			return true
-		}
-	}
-	return false
 }
