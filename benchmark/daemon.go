@@ -58,7 +58,7 @@ originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, priority
 queues: [{name: %q, threads: %d}]
 `, t.LogPath, host, port, t.Prefix, ami.String(), timeouts, t.Cell, t.Threads)
 	if httpAddr != "" {
-		yaml += fmt.Sprintf("http: {listen: %q, pprof: true}\n", httpAddr)
+		yaml += fmt.Sprintf("http: {listen: %q, pprof: true, allow_unauthenticated_loopback: true}\n", httpAddr)
 	}
 	s, err := config.Parse([]byte(yaml))
 	if err != nil {

@@ -63,7 +63,7 @@ func testSettings(t *testing.T, redisAddr string, amiPort, threads int) *config.
 log: {level: warn, format: console}
 redis: {host: %s, port: %s}
 ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
-timeouts: {command_response: 1s, command_ack: 2s, shutdown_grace: 5s}
+timeouts: {command_response: 10s, command_ack: 10s, shutdown_grace: 5s}
 originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 2s}
 queues: [{name: "%s", threads: %d}]
 `, host, port, amiPort, testCell, threads)
@@ -358,8 +358,8 @@ func TestCallStatusHashFollowsTheCall(t *testing.T) {
 	})
 	h.push(cmd("c1", "5511999990000"))
 	key := h.mc.Keys().Call("c1")
-	waitFor(t, 5*time.Second, "state acked", func() bool { return h.hget(key, "state") == "acked" })
-	waitFor(t, 5*time.Second, "state answered", func() bool { return h.hget(key, "state") == "answered" })
+	waitFor(t, 30*time.Second, "state acked", func() bool { return h.hget(key, "state") == "acked" })
+	waitFor(t, 30*time.Second, "state answered", func() bool { return h.hget(key, "state") == "answered" })
 	if h.hget(key, "call_code") != "987654" || h.hget(key, "attempts") != "1" || h.hget(key, "dialed_at") == "" || h.hget(key, "answered_at") == "" {
 		t.Fatalf("hash while answered: %v", h.rdb.HGetAll(context.Background(), key).Val())
 	}
@@ -557,7 +557,7 @@ func TestGracefulStop(t *testing.T) {
 	t.Run("drains", func(t *testing.T) {
 		h := newHarness(t, harnessConfig{rules: "answer,ring=5ms,talk=700ms"})
 		h.push(cmd("g1", "100"))
-		waitFor(t, 5*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g1"), "state") == "answered" })
+		waitFor(t, 30*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g1"), "state") == "answered" })
 		h.push(cmd("g2", "101")) // arrives after the stop: must stay in dial
 		start := time.Now()
 		if err := h.shutdown(10 * time.Second); err != nil {
@@ -580,7 +580,7 @@ func TestGracefulStop(t *testing.T) {
 			tweak: func(s *config.Settings) { s.Timeouts.ShutdownGrace = config.Duration(300 * time.Millisecond) },
 		})
 		h.push(cmd("g3", "100"))
-		waitFor(t, 5*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g3"), "state") == "answered" })
+		waitFor(t, 30*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g3"), "state") == "answered" })
 		start := time.Now()
 		h.shutdown(10 * time.Second)
 		if el := time.Since(start); el > 3*time.Second {
@@ -832,7 +832,7 @@ func TestReconcileOwnClaimedList(t *testing.T) {
 	ctx := context.Background()
 	// A call in progress must not be touched by reconciliation.
 	h.push(cmd("held", "3000"))
-	waitFor(t, 5*time.Second, "claimed", func() bool { return h.hget(h.mc.Keys().Call("held"), "state") != "" })
+	waitFor(t, 30*time.Second, "claimed", func() bool { return h.hget(h.mc.Keys().Call("held"), "state") != "" })
 	h.rdb.LPush(ctx, h.mc.Keys().Claimed(h.d.instance), cmd("lost-reply", "3001"))
 	n, err := h.d.cell.ReconcileOwn(ctx)
 	if err != nil || n != 1 {
@@ -860,9 +860,9 @@ func TestAMIDownAfterClaim(t *testing.T) {
 		mcOpt: multcallsim.Options{ConfirmDelay: 700 * time.Millisecond},
 	})
 	h.push(cmd("w1", "4000", `"timeout_s":1`))
-	waitFor(t, 5*time.Second, "acked", func() bool { return h.hget(h.mc.Keys().Call("w1"), "state") == "acked" })
+	waitFor(t, 30*time.Second, "acked", func() bool { return h.hget(h.mc.Keys().Call("w1"), "state") == "acked" })
 	h.sim.Close()
-	waitFor(t, 5*time.Second, "AMI seen down", func() bool { return !h.d.amic.Ready() })
+	waitFor(t, 30*time.Second, "AMI seen down", func() bool { return !h.d.amic.Ready() })
 	h.push(cmd("w2", "4001"))
 	got := h.results(1, 10*time.Second)
 	r := got["w1"]

@@ -357,7 +357,7 @@ func writeFaultSettings(t *testing.T, dir, redisAddr, prefix string, amiPort, th
 log: {level: info, format: json}
 redis: {host: %s, port: %s, prefix: %s}
 ami: {host: 127.0.0.1, port: %d, username: dialbridge, secret: secret}
-timeouts: {command_response: 2s, command_ack: 5s, shutdown_grace: 5s}
+timeouts: {command_response: 10s, command_ack: 10s, shutdown_grace: 5s}
 originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, timeout: 1s}
 queues: [{name: "%s", threads: %d}]
 `, host, port, prefix, amiPort, testCell, threads)), 0o600)

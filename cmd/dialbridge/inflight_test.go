@@ -32,7 +32,7 @@ func TestAnsweredCallsPark(t *testing.T) {
 	}
 	start := time.Now()
 	h.push(cmds...)
-	waitFor(t, 5*time.Second, "every call answered and recorded", func() bool {
+	waitFor(t, 30*time.Second, "every call answered and recorded", func() bool {
 		for i := range n {
 			if h.hget(h.mc.Keys().Call(fmt.Sprintf("p%d", i)), "state") != "answered" {
 				return false
