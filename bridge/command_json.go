@@ -64,10 +64,8 @@ type document struct {
 }
 
 func (d *document) field(name string) jvalue {
-	for i, f := range commandFields {
-		if f == name {
-			return d.fields[i]
-		}
+	if i := fieldIndex(name); i >= 0 {
+		return d.fields[i]
 	}
 	return jvalue{}
 }
@@ -109,7 +107,10 @@ func readDocument(data []byte) (*document, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := tok.(string) // Token returns only strings in key position
+		key, ok := tok.(string)
+		if !ok { // Token reports a syntax error first; kept in case it does not
+			return nil, fmt.Errorf("object key is %T", tok)
+		}
 		idx := fieldIndex(key)
 		if !seen.add(key) {
 			d.note("key %s appears more than once", quoteKey(key))
@@ -199,7 +200,10 @@ func readPairs(dec *json.Decoder, d *document, where string) (jvalue, error) {
 		if err != nil {
 			return jvalue{}, err
 		}
-		name := tok.(string)
+		name, ok := tok.(string)
+		if !ok {
+			return jvalue{}, fmt.Errorf("object key is %T", tok)
+		}
 		if !seen.add(name) {
 			d.note("key %s appears more than once in %s", quoteKey(name), where)
 		}
