@@ -223,7 +223,7 @@ func (f *follower) run() (r *Result, parked bool) {
 				call.EndedAt = now
 				r := c.answeredResult(call, t)
 				r.EndedAt = FormatTime(now)
-				r.TalkMS = now.Sub(call.AnsweredAt).Milliseconds()
+				r.TalkMS = talkMS(call.AnsweredAt, now)
 				r.Error = fmt.Sprintf("hangup not observed: the AMI connection was lost at %s and the channel was gone at %s; ended_at and talk_ms are upper bounds",
 					FormatTime(f.lostAt), FormatTime(now))
 				return r, false

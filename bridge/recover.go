@@ -84,6 +84,23 @@ func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
 	rec := c.rec
 	cmd, perr := ParseCommand(o.Raw)
 	if perr != nil {
+		// A daemon of an older version, with a more lenient parser, may
+		// have claimed and dialed it: its hash says so, and then the truth
+		// is unknown, not "invalid" ("not dialed").
+		if id := IDOf(perr); id != "" {
+			st, err := rec.CallState(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			if s := st["state"]; s == string(StateOriginating) || s == string(StateAnswered) {
+				call := callFromHash(&Command{ID: id, Number: st["number"]}, o.Raw, c.opt.Cell, c.opt.Instance, st)
+				r := call.Result(StatusUnknown)
+				r.Uniqueid = st["channel_id"]
+				r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s (a command this version refuses: %v); outcome unknown, not re-dialed", st["instance"], s, perr)
+				_, err = c.store.Finish(ctx, o.Raw, r)
+				return "unknown", err
+			}
+		}
 		c.bury(ctx, o.Raw, perr, time.Now())
 		return "invalid", ctx.Err()
 	}
@@ -150,11 +167,12 @@ func callFromHash(cmd *Command, raw []byte, cell, instance string, st map[string
 		return t
 	}
 	attempts, _ := strconv.Atoi(st["attempts"])
+	now := time.Now()
 	return &Call{
 		Cmd: cmd, Raw: raw, Cell: cell, Instance: instance,
 		CallCode: st["call_code"], Attempts: attempts, ChannelID: st["channel_id"], Channel: st["channel"],
 		ReceivedAt: parse("received_at"), ConfirmedAt: parse("confirmed_at"), DialedAt: parse("dialed_at"),
-		AnsweredAt: parse("answered_at"),
+		AnsweredAt: onMonotonic(parse("answered_at"), now),
 	}
 }
 

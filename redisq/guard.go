@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"github.com/multcall/dialbridge/bridge"
 )
 
 // MaxItemBytes is the largest string the daemon accepts in a reply from
@@ -14,7 +16,7 @@ import (
 // 810 MB, and go-redis allocates a bulk string's full length as soon as it
 // reads its header. The contract (section 2) makes an item over 64 KB
 // unparseable, so nothing larger is ever needed by the daemon itself.
-const MaxItemBytes = 64 << 10
+const MaxItemBytes = bridge.MaxItemBytes
 
 // ErrItemTooBig is the read error of a connection that met a string over
 // MaxItemBytes in a reply. go-redis drops that connection; the caller

@@ -85,3 +85,27 @@ func TestRecoveryLeavesALiveOwnersCallAlone(t *testing.T) {
 		t.Errorf("dialed: %v", on)
 	}
 }
+
+// TestRecoveryOfACommandThisVersionRefuses: a daemon of an older version,
+// with a more lenient parser, claimed and dialed a command today's rules
+// refuse (here a variable value with a parenthesis). Its orphan must be
+// reported `unknown` (it may be talking), not `invalid` ("not dialed").
+func TestRecoveryOfACommandThisVersionRefuses(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessConfig{threads: 2, rules: "answer", noDaemon: true})
+	ctx := context.Background()
+	k := h.mc.Keys()
+	dead := "pbx7-old"
+	raw := `{"id":"old-1","number":"4200","variables":{"NOTE":"a(b"}}`
+	h.rdb.LPush(ctx, k.Claimed(dead), raw)
+	h.rdb.HSet(ctx, k.Call("old-1"), "id", "old-1", "instance", dead, "state", "originating", "attempts", "1", "call_code", "55")
+	h.rdb.SAdd(ctx, k.InstanceSet(), dead)
+	h.start()
+	got := h.results(1, 30*time.Second)
+	if r := got["old-1"]; len(r) != 1 || r[0].Status != bridge.StatusUnknown || r[0].CallCode != "55" {
+		t.Errorf("old-1: %+v, want one unknown", r)
+	}
+	if on := h.originatesByNumber(); on["4200"] != 0 {
+		t.Errorf("dialed again: %v", on)
+	}
+}
