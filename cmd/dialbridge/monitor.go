@@ -188,7 +188,10 @@ func runMonitor(args []string) int {
 		mo.ACDMode, mo.ACDNote = "read-only", "started with --no-acd: the command line is read-only"
 	case f.attach != "":
 		mo.ACDMode = "attached to " + f.attach
-		console = func(sink func(dash.ConsoleMsg)) *dash.Console { return dash.NewClientConsole(ctx, f.attach, sink) }
+		token := queueToken(s)
+		console = func(sink func(dash.ConsoleMsg)) *dash.Console {
+			return dash.NewClientConsole(ctx, f.attach, token, sink)
+		}
 	default:
 		notes := &noteBuffer{}
 		hosted, err = hostQueueManager(ctx, s, qf, acdCell, addr, f.ringTimeout, notes.logf)
@@ -309,6 +312,7 @@ type hostedQM struct {
 
 func hostQueueManager(ctx context.Context, s *config.Settings, qf *queueFlags, cell, addr string, ringTimeout time.Duration,
 	logf func(string, ...any)) (*hostedQM, error) {
+	logf = escapedLogf(logf) // the demo prints them on its terminal
 	ops, err := queueOperators(qf, s)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/multcall/dialbridge/monitor/dash"
+	"github.com/multcall/dialbridge/monitor/termsafe/termsafetest"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -119,6 +120,34 @@ func TestMonitorOnce(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "cell 101: unreadable:") {
 		t.Errorf("Redis down:\n%s", out.String())
+	}
+}
+
+// --once and --json print what Redis holds without letting it drive the
+// terminal (issue 13 item 6): planted host names, lease holders and log
+// messages come out escaped.
+func TestMonitorOnceEscapes(t *testing.T) {
+	for name, attack := range termsafetest.Attacks {
+		mr := miniredis.RunT(t)
+		at := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
+		monSeed(t, mr, at.Add(-time.Second))
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+		ctx := context.Background()
+		k := redisq.NewKeys("dialbridge", "101")
+		rdb.HSet(ctx, k.Instance("pbx1-4711"), "host", attack, "version", attack)
+		rdb.Set(ctx, redisq.ACDKey("dialbridge", "101", "lease"), attack, 0)
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisq.ACDKey("dialbridge", "101", "log"), Values: []any{"time", "x", "message", attack}})
+		coll := dash.NewCollector(rdb, "dialbridge", []string{"101"}, 12)
+		for _, asJSON := range []bool{false, true} {
+			var out, errOut bytes.Buffer
+			if code := monitorOnce(ctx, coll, "101", asJSON, &out, &errOut); code != exitOK {
+				t.Fatalf("%s: exit %d: %s", name, code, errOut.String())
+			}
+			if bad := termsafetest.Unsafe(out.String() + errOut.String()); bad != "" {
+				t.Errorf("%s (json %v): %s", name, asJSON, bad)
+			}
+		}
+		rdb.Close()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -24,6 +25,7 @@ import (
 	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/monitor/acd"
 	"github.com/multcall/dialbridge/monitor/acdserver"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -32,7 +34,7 @@ func init() { register("queue", runQueue) }
 const queueUsage = `usage:
   dialbridge queue [--config FILE] [--operators A,B] [--ring-timeout 10s] [--cell C [--redis HOST:PORT] [--reset]]
   dialbridge queue serve [--config FILE] [--listen 127.0.0.1:5678] [--operators A,B] [--ring-timeout 10s] [--cell C [--redis HOST:PORT] [--reset]]
-  dialbridge queue client [--addr 127.0.0.1:5678]
+  dialbridge queue client [--config FILE] [--addr 127.0.0.1:5678]
 
 Basic mode reads commands on stdin (call <id>, answer <op>, reject <op>,
 hangup <id>, login <op>, logout <op>, status [<id>], help, quit) and prints
@@ -40,19 +42,51 @@ the messages on stdout, errors on stderr. "serve" takes the same commands
 over TCP as JSON lines; "client" is its command line. With --cell the floor
 is kept in Redis (keys <prefix>:{C}:acd:*), resumed at restart, and the
 bridge's events for the cell are applied; without it, it lives in memory.
+With acd.token set, "serve" wants it first from every client; "client"
+reads it from $DIALBRIDGE_ACD_TOKEN, else from the settings.
 
 `
 
+// tokenEnv names the variable "queue client" (and the monitor attached to
+// a "queue serve") reads acd.token from: never a flag, which ps shows.
+const tokenEnv = "DIALBRIDGE_ACD_TOKEN"
+
+// queueIO is where a queue subcommand reads commands and writes: the
+// process's stdin, stdout and stderr, or a test's.
+type queueIO struct {
+	in          io.Reader
+	out, errOut io.Writer
+	prompt      bool // in is a terminal
+}
+
 func runQueue(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sio := queueIO{in: os.Stdin, out: os.Stdout, errOut: os.Stderr,
+		prompt: isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())}
 	if len(args) > 0 {
 		switch args[0] {
 		case "serve":
-			return runQueueManager(args[1:], true)
+			return runQueueManager(ctx, args[1:], true, sio)
 		case "client":
-			return runQueueClient(args[1:])
+			return runQueueClient(ctx, args[1:], sio)
 		}
 	}
-	return runQueueManager(args, false)
+	return runQueueManager(ctx, args, false, sio)
+}
+
+// escapedLogf writes each line of logf escaped: the queue manager's notes
+// carry text from Redis (refused inbox events, lease holders, Redis's
+// errors), and they go to a terminal.
+func escapedLogf(logf func(string, ...any)) func(string, ...any) {
+	return func(format string, args ...any) {
+		logf("%s", termsafe.Escape(fmt.Sprintf(format, args...)))
+	}
+}
+
+// failEscaped is fail for an error whose text may come from Redis.
+func failEscaped(w io.Writer, code int, err error) int {
+	return fail(w, code, "%s", termsafe.Escape(err.Error()))
 }
 
 // queueFlags are the flags of basic mode and serve.
@@ -67,12 +101,13 @@ type queueFlags struct {
 	explicit    map[string]bool
 }
 
-func parseQueueFlags(args []string, serve bool) (*queueFlags, error) {
+func parseQueueFlags(args []string, serve bool, stderr io.Writer) (*queueFlags, error) {
 	name := "queue"
 	if serve {
 		name = "queue serve"
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	f := &queueFlags{explicit: map[string]bool{}}
 	fs.StringVar(&f.config, "config", defaultConfigPath(), "settings file ($DIALBRIDGE_CONFIG); basic mode runs on the defaults when the default file is missing")
 	fs.StringVar(&f.operators, "operators", "", `operators, overriding acd.operators: "A,B" or "A:operator,S:supervisor,D:director" (default A,B)`)
@@ -91,7 +126,7 @@ func parseQueueFlags(args []string, serve bool) (*queueFlags, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprint(os.Stderr, queueUsage)
+		fmt.Fprint(stderr, queueUsage)
 		return nil, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
 	}
 	fs.Visit(func(fl *flag.Flag) { f.explicit[fl.Name] = true })
@@ -141,39 +176,40 @@ func queueOperators(f *queueFlags, s *config.Settings) ([]acd.Operator, error) {
 }
 
 // runQueueManager is basic mode (serve false) and "queue serve".
-func runQueueManager(args []string, serve bool) int {
-	f, err := parseQueueFlags(args, serve)
+func runQueueManager(ctx context.Context, args []string, serve bool, sio queueIO) int {
+	f, err := parseQueueFlags(args, serve, sio.errOut)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(sio.errOut, exitUsage, "%v", err)
 	}
 	s, err := loadQueueSettings(f)
 	if err != nil {
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(sio.errOut, exitConfig, "%v", err)
 	}
 	ops, err := queueOperators(f, s)
 	if err != nil {
-		return fail(os.Stderr, exitUsage, "%v", err)
+		return fail(sio.errOut, exitUsage, "%v", err)
 	}
 	rt := s.ACD.RingTimeout.D()
 	if f.ringTimeout != 0 {
 		if f.ringTimeout < 100*time.Millisecond || f.ringTimeout > time.Hour {
-			return fail(os.Stderr, exitUsage, "--ring-timeout must be between 100ms and 1h, got %s", f.ringTimeout)
+			return fail(sio.errOut, exitUsage, "--ring-timeout must be between 100ms and 1h, got %s", f.ringTimeout)
 		}
 		rt = f.ringTimeout
 	}
-	logf := func(format string, args ...any) {
+	var logMu sync.Mutex // notes come from several goroutines
+	logf := escapedLogf(func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
 		if serve {
 			line = time.Now().Format("2006-01-02 15:04:05.000 ") + line
 		}
-		fmt.Fprintln(os.Stderr, line)
-	}
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintln(sio.errOut, line)
+	})
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -183,8 +219,13 @@ func runQueueManager(args []string, serve bool) int {
 		if f.listen != "" {
 			addr = f.listen
 		}
+		// The settings refuse this for acd.listen; --listen must not be
+		// the way around it.
+		if !config.IsLoopback(addr) && s.ACD.Token == "" {
+			return fail(sio.errOut, exitConfig, "queue serve: %s is not a loopback address and acd.token is not set: whoever reaches it could answer and reject calls", addr)
+		}
 		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fail(os.Stderr, exitFailure, "queue serve: %v", err)
+			return fail(sio.errOut, exitFailure, "queue serve: %v", err)
 		}
 		defer ln.Close()
 	}
@@ -199,16 +240,41 @@ func runQueueManager(args []string, serve bool) int {
 	opt := acdserver.Options{Logf: logf}
 	if f.cell == "" {
 		if m, err = acd.New(ops, rt); err != nil {
-			return fail(os.Stderr, exitUsage, "%v", err)
+			return fail(sio.errOut, exitUsage, "%v", err)
 		}
 	} else {
 		rdb, store, m, startup, err = openQueueStore(ctx, f, s, ops, rt, logf)
 		if err != nil {
-			return fail(os.Stderr, exitFailure, "%v", err)
+			return failEscaped(sio.errOut, exitFailure, err)
 		}
 		opt.Store = store
 	}
 	e := acdserver.NewEngine(m, opt)
+
+	names := make([]string, len(ops))
+	for i, o := range ops {
+		names[i] = o.ID + ":" + o.Tier.String()
+	}
+	where := "memory only"
+	if store != nil {
+		where = fmt.Sprintf("Redis %s, cell %s", rdb.Options().Addr, f.cell)
+	}
+	// Basic mode prints the floor's messages at start, then listens to the
+	// engine before the inbox starts: events taken at once are printed.
+	var basic *acdserver.Basic
+	if !serve {
+		if sio.prompt {
+			logf("Queue manager: operators %s; ring timeout %s; %s. Type help for the commands.", strings.Join(names, ", "), rt, where)
+		}
+		if len(startup) > 0 {
+			lines := make([]string, len(startup))
+			for i, msg := range startup {
+				lines[i] = termsafe.Escape(msg.String()) + "\n"
+			}
+			_, _ = io.WriteString(sio.out, strings.Join(lines, ""))
+		}
+		basic = acdserver.StartBasic(e, sio.out, sio.errOut, sio.prompt)
+	}
 
 	// wg: the ring timer and the lease renewal; wgInbox: the inbox reader,
 	// which may sit in a blocking BLMOVE until Redis is closed.
@@ -228,34 +294,23 @@ func runQueueManager(args []string, serve bool) int {
 		goRun(&wgInbox, func(ctx context.Context) error { return e.RunInbox(ctx, store) })
 	}
 
-	names := make([]string, len(ops))
-	for i, o := range ops {
-		names[i] = o.ID + ":" + o.Tier.String()
-	}
-	where := "memory only"
-	if store != nil {
-		where = fmt.Sprintf("Redis %s, cell %s", rdb.Options().Addr, f.cell)
-	}
 	code := exitOK
 	if serve {
-		logf("dialbridge queue serve: listening on %s (operators %s; ring timeout %s; %s)", ln.Addr(), strings.Join(names, ", "), rt, where)
+		auth := "no token: every client that reaches it is served"
+		if s.ACD.Token != "" {
+			auth = "clients authenticate with acd.token"
+		}
+		logf("dialbridge queue serve: listening on %s (operators %s; ring timeout %s; %s; %s)", ln.Addr(), strings.Join(names, ", "), rt, where, auth)
 		for _, msg := range startup {
 			logf("dialbridge queue serve: at start: %s", msg)
 		}
-		srv := &acdserver.Server{Engine: e, Logf: logf}
+		srv := &acdserver.Server{Engine: e, Token: s.ACD.Token.Reveal(), Logf: logf}
 		if err := srv.Serve(ctx, ln); err != nil {
 			logf("dialbridge queue serve: %v", err)
 			code = exitFailure
 		}
 	} else {
-		prompt := isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())
-		if prompt {
-			fmt.Fprintf(os.Stderr, "Queue manager: operators %s; ring timeout %s; %s. Type help for the commands.\n", strings.Join(names, ", "), rt, where)
-		}
-		for _, msg := range startup {
-			fmt.Fprintln(os.Stdout, msg.String())
-		}
-		if err := acdserver.RunBasic(ctx, e, os.Stdin, os.Stdout, os.Stderr, prompt); err != nil {
+		if err := basic.Run(ctx, sio.in); err != nil {
 			logf("dialbridge queue: %v", err)
 			code = exitFailure
 		}
@@ -348,9 +403,11 @@ func openQueueStore(ctx context.Context, f *queueFlags, s *config.Settings, ops 
 }
 
 // runQueueClient is "queue client".
-func runQueueClient(args []string) int {
+func runQueueClient(ctx context.Context, args []string, sio queueIO) int {
 	fs := flag.NewFlagSet("queue client", flag.ContinueOnError)
-	addr := fs.String("addr", acdserver.DefaultListen, `address of "dialbridge queue serve"`)
+	fs.SetOutput(sio.errOut)
+	cfgPath := fs.String("config", defaultConfigPath(), "settings file ($DIALBRIDGE_CONFIG): acd.token, and acd.listen as the default --addr")
+	addr := fs.String("addr", "", `address of "dialbridge queue serve" (default acd.listen, else `+acdserver.DefaultListen+`)`)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), queueUsage)
 		fs.PrintDefaults()
@@ -362,13 +419,29 @@ func runQueueClient(args []string) int {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		return fail(os.Stderr, exitUsage, "queue client: unexpected argument %q", fs.Arg(0))
+		return fail(sio.errOut, exitUsage, "queue client: unexpected argument %q", fs.Arg(0))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	prompt := isatty.IsTerminal(os.Stdin.Fd()) || isatty.IsCygwinTerminal(os.Stdin.Fd())
-	if err := acdserver.RunClient(ctx, *addr, acdserver.ClientOptions{Prompt: prompt}, os.Stdin, os.Stdout, os.Stderr); err != nil {
-		return fail(os.Stderr, exitFailure, "queue client: %v", err)
+	explicit := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { explicit[fl.Name] = true })
+	s, err := loadQueueSettings(&queueFlags{config: *cfgPath, explicit: explicit})
+	if err != nil {
+		return fail(sio.errOut, exitConfig, "%v", err)
+	}
+	if *addr == "" {
+		*addr = s.ACD.Listen
+	}
+	opt := acdserver.ClientOptions{Token: queueToken(s), Prompt: sio.prompt}
+	if err := acdserver.RunClient(ctx, *addr, opt, sio.in, sio.out, sio.errOut); err != nil {
+		return fail(sio.errOut, exitFailure, "queue client: %v", err)
 	}
 	return exitOK
+}
+
+// queueToken is the token a client of "queue serve" sends: the
+// environment's, else acd.token of the settings.
+func queueToken(s *config.Settings) string {
+	if t := os.Getenv(tokenEnv); t != "" {
+		return t
+	}
+	return s.ACD.Token.Reveal()
 }

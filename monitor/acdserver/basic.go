@@ -55,21 +55,43 @@ func readLines(in io.Reader, done <-chan struct{}) <-chan inputLine {
 // returns at the end of in, on "quit", or when ctx ends. The engine's Run
 // must be running for ring timeouts.
 func RunBasic(ctx context.Context, e *Engine, in io.Reader, out, errOut io.Writer, prompt bool) error {
-	var outMu sync.Mutex // out is written by commands, broadcasts and the prompt
-	write := func(w io.Writer, s string) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		_, _ = io.WriteString(w, s)
-	}
-	cancel := e.Subscribe(func(lines []string) {
+	return StartBasic(e, out, errOut, prompt).Run(ctx, in)
+}
+
+// Basic is basic mode started: it prints the messages no command caused
+// from StartBasic on, so that a caller can start the inbox only once they
+// are printed (events taken at start would otherwise be applied unseen).
+type Basic struct {
+	e           *Engine
+	out, errOut io.Writer
+	prompt      bool
+	outMu       sync.Mutex // out is written by commands, broadcasts and the prompt
+	cancel      func()
+}
+
+// StartBasic subscribes to e's messages; Run reads the commands.
+func StartBasic(e *Engine, out, errOut io.Writer, prompt bool) *Basic {
+	b := &Basic{e: e, out: out, errOut: errOut, prompt: prompt}
+	b.cancel = e.Subscribe(func(lines []string) {
 		s := joinLines(lines)
 		if prompt {
 			s = "\r" + s + "> "
 		}
-		write(out, s)
+		b.write(out, s)
 	})
-	defer cancel()
+	return b
+}
 
+func (b *Basic) write(w io.Writer, s string) {
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
+	_, _ = io.WriteString(w, s)
+}
+
+// Run is RunBasic's loop; it unsubscribes when it returns.
+func (b *Basic) Run(ctx context.Context, in io.Reader) error {
+	defer b.cancel()
+	e, out, errOut, prompt, write := b.e, b.out, b.errOut, b.prompt, b.write
 	done := make(chan struct{})
 	defer close(done)
 	lines := readLines(in, done)

@@ -122,9 +122,10 @@ func NewHostedConsole(ctx context.Context, e *acdserver.Engine, sink func(Consol
 }
 
 // NewClientConsole attaches to a running "dialbridge queue serve" at addr
-// (acdserver.RunClient). Messages no command caused come out too.
-func NewClientConsole(ctx context.Context, addr string, sink func(ConsoleMsg)) *Console {
+// (acdserver.RunClient), authenticating with token (acd.token; "" for a
+// server without one). Messages no command caused come out too.
+func NewClientConsole(ctx context.Context, addr, token string, sink func(ConsoleMsg)) *Console {
 	return newConsole(func(in io.Reader, out, errOut io.Writer) error {
-		return acdserver.RunClient(ctx, addr, acdserver.ClientOptions{}, in, out, errOut)
+		return acdserver.RunClient(ctx, addr, acdserver.ClientOptions{Token: token}, in, out, errOut)
 	}, sink)
 }
