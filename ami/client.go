@@ -13,6 +13,10 @@
 //   - amigo's timeouts come back as a map, its login failures only as a
 //     callback string, and it has no context support: all of that is turned
 //     into errors here, with our own timers around every action.
+//   - amigo buffers a line or a message of any length. It cannot be given a
+//     connection, so each amigo client dials a loopback relay of ours that
+//     forwards Asterisk's bytes through a bound (relay.go, lineguard.go):
+//     past it the connection is closed and the session reconnects.
 package ami
 
 import (
@@ -131,8 +135,14 @@ type Client struct {
 	started   bool
 	closeOnce sync.Once
 	stop      chan struct{}
+	stopCtx   context.Context // done when stop is closed; for our dials
+	stopDials context.CancelFunc
 	wg        sync.WaitGroup // supervisors
 	inAmigo   sync.WaitGroup // our goroutines that may be inside amigo's Action
+
+	relayMu sync.Mutex
+	relays  map[*relay]struct{} // live: closed at the end of Close
+	relayWG sync.WaitGroup
 
 	seq atomic.Uint64
 
@@ -180,7 +190,9 @@ func New(opts Options, log zerolog.Logger) *Client {
 		log:         log.With().Str("ami", addr).Logger(),
 		router:      newRouter(),
 		stop:        make(chan struct{}),
+		relays:      make(map[*relay]struct{}),
 	}
+	c.stopCtx, c.stopDials = context.WithCancel(context.Background())
 	c.changed.init()
 	c.events = &session{c: c, name: "events", events: true, first: make(chan struct{})}
 	c.sessions = append(c.sessions, c.events)
@@ -260,6 +272,7 @@ func (c *Client) Close() error {
 		c.lifeMu.Lock()
 		close(c.stop)
 		c.lifeMu.Unlock()
+		c.stopDials()
 		c.changed.notify()
 		c.wg.Wait()
 		c.router.lost(time.Now())
@@ -277,8 +290,56 @@ func (c *Client) Close() error {
 			// inside amigo for good. Its goroutine is abandoned.
 			c.log.Warn().Msg("AMI close: an action is still blocked inside amigo")
 		}
+		// Connections whose amigo client could not be closed safely (an
+		// action still inside it) end here; amigo sees them closed.
+		c.relayMu.Lock()
+		for r := range c.relays {
+			r.close()
+		}
+		c.relayMu.Unlock()
+		c.relayWG.Wait()
 	})
 	return nil
+}
+
+// dialAsterisk opens one TCP connection to Asterisk, for a relay.
+func (c *Client) dialAsterisk() (net.Conn, error) {
+	d := net.Dialer{Timeout: c.dialTimeout}
+	up, err := d.DialContext(c.stopCtx, "tcp", c.addr)
+	if err != nil {
+		if c.stopping() {
+			return nil, errStopped
+		}
+		return nil, fmt.Errorf("AMI %s: cannot connect: %w", c.addr, err)
+	}
+	return up, nil
+}
+
+// startRelay puts a relay between amigo and up for session s.
+func (c *Client) startRelay(s *session, up net.Conn, acceptWithin time.Duration) (*relay, error) {
+	// Held until r is set and registered: onDone, which may run at once,
+	// waits for it.
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	var r *relay
+	onTrip := func(err error) {
+		// The one line that says why the reconnect that follows happens.
+		c.log.Warn().Str("session", s.name).Err(err).Msg("AMI connection dropped: Asterisk sent more than we buffer; reconnecting")
+	}
+	onDone := func() {
+		c.relayMu.Lock()
+		delete(c.relays, r)
+		c.relayMu.Unlock()
+		c.relayWG.Done()
+	}
+	c.relayWG.Add(1)
+	r, err := startRelay(up, acceptWithin, onTrip, onDone)
+	if err != nil {
+		c.relayWG.Done()
+		return nil, err
+	}
+	c.relays[r] = struct{}{}
+	return r, nil
 }
 
 func (c *Client) stopping() bool {
@@ -491,18 +552,18 @@ func (c *Client) notReadyError() error {
 	return fmt.Errorf("%w (AMI %s: no action session logged in)", bridge.ErrNotWritten, c.addr)
 }
 
-// amigoSettings is a fresh Settings per amigo client: amigo fills defaults
-// into the struct it is given.
-func (c *Client) amigoSettings() *amigo.Settings {
-	host := c.opts.Host
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+// amigoSettings is a fresh Settings per amigo client (amigo fills defaults
+// into the struct it is given), dialing the relay at addr.
+func (c *Client) amigoSettings(addr *net.TCPAddr) *amigo.Settings {
+	host := addr.IP.String()
+	if strings.Contains(host, ":") {
 		host = "[" + host + "]" // amigo joins host and port with a bare ":"
 	}
 	return &amigo.Settings{
 		Username:      c.opts.Username,
 		Password:      c.opts.Secret,
 		Host:          host,
-		Port:          strconv.Itoa(c.opts.Port),
+		Port:          strconv.Itoa(addr.Port),
 		ActionTimeout: c.opts.CommandResponse,
 		DialTimeout:   c.dialTimeout,
 		// amigo's own reconnect must never run (see conn): after a lost

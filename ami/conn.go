@@ -2,6 +2,7 @@ package ami
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 
@@ -26,6 +27,7 @@ var errConnDown = errors.New("AMI session down")
 // after which amigo starts reconnecting by itself: see amigoSettings.
 type conn struct {
 	cli *amigo.Amigo
+	rl  *relay // amigo's connection to Asterisk; closed with cli
 
 	// Callbacks only flip these; the supervisor selects on them. None can
 	// be lost or crowd out another, however many callbacks amigo makes.
@@ -43,9 +45,10 @@ type conn struct {
 	closed   bool
 }
 
-func newConn(s *amigo.Settings) *conn {
+func newConn(s *amigo.Settings, rl *relay) *conn {
 	return &conn{
 		cli:  amigo.New(s),
+		rl:   rl,
 		up:   make(chan struct{}, 1),
 		lost: make(chan struct{}),
 		full: make(chan struct{}, 1),
@@ -98,7 +101,7 @@ func (cn *conn) heardCallback() (released bool) {
 	released = cn.dead
 	cn.mu.Unlock()
 	if closeNow {
-		cn.cli.Close()
+		cn.shut()
 	}
 	return released
 }
@@ -143,8 +146,32 @@ func (cn *conn) release() {
 	closeNow := cn.closeableLocked()
 	cn.mu.Unlock()
 	if closeNow {
-		cn.cli.Close()
+		cn.shut()
 	}
+}
+
+// abort gives up a connection that never became ready. Closing its relay
+// ends amigo's connection wherever amigo is (dialing, reading the banner or
+// the Login answer, which it does without deadlines): amigo then calls back,
+// and the client is closed as release says.
+func (cn *conn) abort() {
+	cn.release()
+	cn.rl.close()
+}
+
+// shut closes amigo's client and, with it, its connection to Asterisk.
+func (cn *conn) shut() {
+	cn.cli.Close()
+	cn.rl.close()
+}
+
+// lostError says why the connection ended: the guard's reason when it cut
+// the connection, else amigo's.
+func (cn *conn) lostError(c *Client) error {
+	if err := cn.rl.tripError(); err != nil {
+		return fmt.Errorf("AMI %s: connection closed: %w", c.addr, err)
+	}
+	return c.connError(cn.lostReason())
 }
 
 // drain stops new actions before a Logoff; it reports false when an action
@@ -182,7 +209,7 @@ func (cn *conn) action(m map[string]string, logoff bool) (map[string]string, err
 	closeNow := cn.closeableLocked()
 	cn.mu.Unlock()
 	if closeNow {
-		cn.cli.Close()
+		cn.shut()
 	}
 	return resp, err
 }

@@ -102,12 +102,25 @@ func (s *session) run() {
 // round trip. It returns the ready connection or why it is not.
 func (s *session) connect() (*conn, error) {
 	c := s.c
-	cn := newConn(c.amigoSettings())
+	// amigo reads the banner and the Login answer without deadlines: the
+	// whole attempt, our dial included, is bounded here.
+	deadline := time.Now().Add(c.loginTimeout())
+	up, err := c.dialAsterisk()
+	if err != nil {
+		return nil, err
+	}
+	rl, err := c.startRelay(s, up, time.Until(deadline))
+	if err != nil {
+		up.Close()
+		return nil, fmt.Errorf("AMI %s: loopback listener for amigo: %w", c.addr, err)
+	}
+	cn := newConn(c.amigoSettings(rl.addr()), rl)
 	if s.events {
 		// Registered before Connect: registering later, from a handler or
 		// while events flow, can deadlock amigo's dispatcher.
 		for name, h := range c.router.handlers() {
 			if err := cn.cli.RegisterHandler(name, h); err != nil {
+				rl.close()
 				return nil, fmt.Errorf("register %s handler: %w", name, err)
 			}
 		}
@@ -116,24 +129,22 @@ func (s *session) connect() (*conn, error) {
 	cn.cli.On("error", cn.onError)
 	cn.cli.Connect()
 
-	// amigo reads the banner and the Login answer without deadlines: bound
-	// the whole login here.
-	timer := time.NewTimer(c.loginTimeout())
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-c.stop:
-		cn.release()
+		cn.abort()
 		return nil, errStopped
 	case <-timer.C:
-		cn.release()
+		cn.abort()
 		return nil, fmt.Errorf("AMI %s: no login answer within %s", c.addr, c.loginTimeout())
 	case <-cn.lost:
-		cn.release()
-		return nil, c.connError(cn.lostReason())
+		cn.abort()
+		return nil, cn.lostError(c)
 	case <-cn.up:
 	}
 	if err := s.handshake(cn); err != nil {
-		cn.release()
+		cn.abort()
 		return nil, err
 	}
 	return cn, nil
@@ -215,7 +226,7 @@ func (s *session) callOnce(cn *conn, m map[string]string) (resp map[string]strin
 	case <-c.stop:
 		return nil, false, errStopped
 	case <-cn.lost:
-		return nil, false, c.connError(cn.lostReason())
+		return nil, false, cn.lostError(c)
 	}
 }
 
@@ -233,7 +244,7 @@ func (s *session) serve(cn *conn) string {
 		case <-c.stop:
 			return "client closed"
 		case <-cn.lost:
-			return c.connError(cn.lostReason()).Error()
+			return cn.lostError(c).Error()
 		case <-cn.full:
 			if !warned {
 				// amigo's reader now waits for room: responses and
