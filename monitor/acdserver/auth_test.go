@@ -225,6 +225,25 @@ func TestUnauthenticatedEvictedFirst(t *testing.T) {
 	}
 }
 
+// Without a token, a console that has spoken outranks silent sockets: they
+// push each other out, the newest is served, the console stays.
+func TestSilentEvictedFirstWithoutToken(t *testing.T) {
+	e := startEngine(t, time.Hour, Options{})
+	addr, srv := startServer(t, e, func(s *Server) { s.MaxClients = 4 })
+	console := dialRaw(t, addr)
+	roundTrip(t, console, "c0")
+	var flood []*rawClient
+	for range 20 {
+		flood = append(flood, dialRaw(t, addr))
+	}
+	waitFor(t, func() bool { return srv.Clients() <= 4 })
+	roundTrip(t, flood[len(flood)-1], "newest")
+	roundTrip(t, console, "c1")
+	if lines := closedAfter(t, flood[0]); len(lines) != 1 || !strings.Contains(lines[0], "silent since it connected") {
+		t.Errorf("oldest silent socket got %q", lines)
+	}
+}
+
 // With every slot taken by authenticated consoles, a newcomer waits over
 // the cap; once it authenticates, the console idle the longest goes.
 func TestOldestIdleEvicted(t *testing.T) {

@@ -227,8 +227,12 @@ func (s *Server) evict(c *client) {
 		c.finish(errorLine(fmtTooMany(s.MaxClients, "this connection, idle the longest, is closed for a new one")))
 		return
 	}
-	s.noise.note("acd: closed a connection that had not authenticated (from %s): too many clients (%d)", c.nc.RemoteAddr(), s.MaxClients)
-	c.finish(errorLine(fmtTooMany(s.MaxClients, "this connection, not authenticated, is closed for a new one")))
+	what := "not authenticated"
+	if s.Token == "" {
+		what = "silent since it connected"
+	}
+	s.noise.note("acd: closed a connection %s (from %s): too many clients (%d)", what, c.nc.RemoteAddr(), s.MaxClients)
+	c.finish(errorLine(fmtTooMany(s.MaxClients, "this connection, "+what+", is closed for a new one")))
 }
 
 // broadcast sends lines to every authenticated client (called by the
