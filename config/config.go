@@ -399,8 +399,8 @@ func checkToken(field string, t Secret) error {
 	if t == "" {
 		return nil
 	}
-	if len(t) < 16 {
-		return fieldErr(field, "must be at least 16 characters (got %d): a short token can be guessed", len(t))
+	if len(t) < 16 || len(t) > 256 {
+		return fieldErr(field, "must be 16-256 characters (got %d): a short token can be guessed, a long one does not fit a request line", len(t))
 	}
 	for _, r := range t.Reveal() {
 		if r <= ' ' || r == 0x7f || r == '"' || r == '\\' {

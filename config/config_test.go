@@ -101,6 +101,7 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 		{"public per-cell http without token", strings.Replace(minimal, "threads: 10}", "threads: 10, http_listen: '10.0.0.5:8080'}", 1), "http.token"},
 		{"public acd without token", minimal + "acd: {listen: '0.0.0.0:5678'}", "acd.token"},
 		{"short http token", minimal + "http: {token: abc}", "http.token"},
+		{"huge acd token", minimal + "acd: {token: " + strings.Repeat("t", 257) + "}", "acd.token"},
 		{"acd token with a space", minimal + "acd: {token: 'aaaaaaaa bbbbbbbbbbbb'}", "acd.token"},
 		{"redis username with newline", minimal + `redis: {username: "a\nb"}`, "redis.username"},
 		{"secret with newline", strings.Replace(minimal, "secret: topsecret", `secret: "a\nAction: Logoff"`, 1), "ami.username"},
