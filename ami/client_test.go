@@ -81,7 +81,7 @@ func TestStartUnreachableThenUp(t *testing.T) {
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("Start with AMI down: %v (want nil: the daemon keeps running)", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Start took %s with AMI down", d)
 	}
 	if c.Ready() {
@@ -94,7 +94,7 @@ func TestStartUnreachableThenUp(t *testing.T) {
 	if !errors.Is(err, bridge.ErrNotWritten) {
 		t.Fatalf("Originate with AMI down: %v, want ErrNotWritten", err)
 	}
-	if d := time.Since(t0); d > 200*time.Millisecond {
+	if d := time.Since(t0); d > 2*time.Second {
 		t.Errorf("Originate with AMI down took %s", d)
 	}
 
@@ -504,13 +504,13 @@ func TestServerGoneNotWritten(t *testing.T) {
 	srv := newSim(t, amisim.Config{})
 	c, _ := startClient(t, srv, nil)
 	srv.Close()
-	waitFor(t, "client to notice AMI is gone", 2*time.Second, func() bool { return !c.Ready() })
+	waitFor(t, "client to notice AMI is gone", 30*time.Second, func() bool { return !c.Ready() })
 	start := time.Now()
 	_, err := c.Originate(context.Background(), request("100"))
 	if !errors.Is(err, bridge.ErrNotWritten) {
 		t.Fatalf("Originate with AMI gone: %v", err)
 	}
-	if d := time.Since(start); d > 200*time.Millisecond {
+	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Originate blocked %s", d)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
@@ -558,7 +558,7 @@ func TestDropConnections(t *testing.T) {
 	if d := time.Since(dropped); d < minBackoff/2 {
 		t.Errorf("ready again %s after the drop: no backoff", d)
 	}
-	waitFor(t, "every session back", 2*time.Second, func() bool { return c.State().ActionSessionsUp == 2 })
+	waitFor(t, "every session back", 30*time.Second, func() bool { return c.State().ActionSessionsUp == 2 })
 	st := c.State()
 	if st.Reconnects != 3 {
 		t.Errorf("reconnects = %d, want 3 (every session once)", st.Reconnects)
@@ -569,7 +569,7 @@ func TestDropConnections(t *testing.T) {
 		t.Fatalf("Originate after reconnect: %v", err)
 	}
 	defer w2.Close()
-	if _, err := collect(w2, 2*time.Second, func(evs []bridge.Event) bool {
+	if _, err := collect(w2, 10*time.Second, func(evs []bridge.Event) bool {
 		return count(evs, bridge.EventOriginateResponse) == 1 && count(evs, bridge.EventHangup) == 2
 	}); err != nil {
 		t.Fatal(err)
@@ -595,7 +595,7 @@ func TestRepeatedDrops(t *testing.T) {
 	defer cancel()
 	for i := range 4 {
 		srv.DropConnections()
-		waitFor(t, "both sessions back", 3*time.Second, func() bool { return c.State().Reconnects == uint64(2*(i+1)) })
+		waitFor(t, "both sessions back", 30*time.Second, func() bool { return c.State().Reconnects == uint64(2*(i+1)) })
 		if err := c.WaitReady(ctx); err != nil {
 			t.Fatalf("drop %d: %v", i, err)
 		}
@@ -750,7 +750,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		ws = append(ws, w)
 	}
 	srv.DropConnections()
-	waitFor(t, "all sessions back", 3*time.Second, func() bool { return c.State().Reconnects == 4 })
+	waitFor(t, "all sessions back", 30*time.Second, func() bool { return c.State().Reconnects == 4 })
 	start := time.Now()
 	c.Close()
 	c.Close() // idempotent

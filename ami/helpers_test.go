@@ -74,6 +74,11 @@ func newSim(t testing.TB, cfg amisim.Config) *amisim.Server {
 	if cfg.AuthDelay == 0 {
 		cfg.AuthDelay = 20 * time.Millisecond
 	}
+	if cfg.WriteTimeout == 0 {
+		// Asterisk's 100 ms drops a client the race detector on a busy
+		// 2-core machine merely slowed; tests that mean it say so.
+		cfg.WriteTimeout = 2 * time.Second
+	}
 	srv, err := amisim.New(cfg)
 	if err != nil {
 		t.Fatalf("amisim.New: %v", err)
