@@ -11,7 +11,7 @@ import (
 // before amigo buffers it. amigo cannot be handed a connection or a dialer
 // (v0.1.11 calls net.DialTimeout("tcp", host:port) itself), so we dial
 // Asterisk ourselves and give amigo the address of a loopback listener
-// that accepts exactly one connection and splices it to ours: Asterisk to
+// that accepts exactly one connection and joins it to ours: Asterisk to
 // amigo through the guard, amigo to Asterisk as is.
 //
 // The listener lives from Connect until amigo's dial arrives (or the login
