@@ -27,8 +27,8 @@ type Checker struct {
 	// when writes succeed; nil func: not checked. PING alone answers while
 	// Redis refuses every write.
 	Writes func() error
-	Cell CellState
-	AMI  AMIState
+	Cell   CellState
+	AMI    AMIState
 	// PingTimeout bounds the PING; default 500 ms.
 	PingTimeout time.Duration
 }
