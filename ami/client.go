@@ -95,6 +95,13 @@ type Options struct {
 	// Instance makes the ActionIDs of our own housekeeping actions unique
 	// per daemon.
 	Instance string
+	// Unguarded lets amigo dial Asterisk itself, without the relay that
+	// bounds what it buffers (relay.go). The relay costs a loopback hop per
+	// message (about 15 % of the throughput ceiling, docs/PERFORMANCE.md);
+	// dialbridge skips it when Asterisk is on this host (ami.guard: auto),
+	// where the only peer is the PBX itself and the unit's MemoryMax bounds
+	// the damage of a runaway line.
+	Unguarded bool
 }
 
 // State is a snapshot for health checks and metrics.
@@ -554,8 +561,7 @@ func (c *Client) notReadyError() error {
 
 // amigoSettings is a fresh Settings per amigo client (amigo fills defaults
 // into the struct it is given), dialing the relay at addr.
-func (c *Client) amigoSettings(addr *net.TCPAddr) *amigo.Settings {
-	host := addr.IP.String()
+func (c *Client) amigoSettings(host string, port int) *amigo.Settings {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]" // amigo joins host and port with a bare ":"
 	}
@@ -563,7 +569,7 @@ func (c *Client) amigoSettings(addr *net.TCPAddr) *amigo.Settings {
 		Username:      c.opts.Username,
 		Password:      c.opts.Secret,
 		Host:          host,
-		Port:          strconv.Itoa(addr.Port),
+		Port:          strconv.Itoa(port),
 		ActionTimeout: c.opts.CommandResponse,
 		DialTimeout:   c.dialTimeout,
 		// amigo's own reconnect must never run (see conn): after a lost

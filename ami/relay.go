@@ -125,8 +125,12 @@ func (r *relay) tripped(err error) {
 	}
 }
 
-// tripError is why the guard closed the connection, or nil.
+// tripError is why the guard closed the connection, or nil. The methods
+// callers use on a connection's relay accept a nil relay (unguarded).
 func (r *relay) tripError() error {
+	if r == nil {
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.trip
@@ -136,6 +140,9 @@ func (r *relay) tripError() error {
 // Asterisk had closed it) and the listener if it still waits. It does not
 // wait for the goroutines: see wait.
 func (r *relay) close() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

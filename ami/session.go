@@ -105,16 +105,24 @@ func (s *session) connect() (*conn, error) {
 	// amigo reads the banner and the Login answer without deadlines: the
 	// whole attempt, our dial included, is bounded here.
 	deadline := time.Now().Add(c.loginTimeout())
-	up, err := c.dialAsterisk()
-	if err != nil {
-		return nil, err
+	var (
+		cn *conn
+		rl *relay // nil when unguarded: amigo dials Asterisk itself
+	)
+	if c.opts.Unguarded {
+		cn = newConn(c.amigoSettings(c.opts.Host, c.opts.Port), nil)
+	} else {
+		up, err := c.dialAsterisk()
+		if err != nil {
+			return nil, err
+		}
+		if rl, err = c.startRelay(s, up, time.Until(deadline)); err != nil {
+			up.Close()
+			return nil, fmt.Errorf("AMI %s: loopback listener for amigo: %w", c.addr, err)
+		}
+		a := rl.addr()
+		cn = newConn(c.amigoSettings(a.IP.String(), a.Port), rl)
 	}
-	rl, err := c.startRelay(s, up, time.Until(deadline))
-	if err != nil {
-		up.Close()
-		return nil, fmt.Errorf("AMI %s: loopback listener for amigo: %w", c.addr, err)
-	}
-	cn := newConn(c.amigoSettings(rl.addr()), rl)
 	if s.events {
 		// Registered before Connect: registering later, from a handler or
 		// while events flow, can deadlock amigo's dispatcher.

@@ -46,6 +46,9 @@ func Settings(t Target, httpAddr string, ack time.Duration) (*config.Settings, [
 	if t.AMIConnections > 0 {
 		fmt.Fprintf(&ami, ", connections: %d", t.AMIConnections)
 	}
+	if t.AMIGuard != "" {
+		fmt.Fprintf(&ami, ", guard: %s", t.AMIGuard)
+	}
 	timeouts := "shutdown_grace: 2s"
 	if ack > 0 {
 		timeouts += ", command_ack: " + ack.String()

@@ -26,6 +26,7 @@ type Target struct {
 	Prefix, Cell   string
 	Threads        int
 	AMIConnections int    // 0: the settings' default
+	AMIGuard       string // ami.guard ("": the settings' default, auto)
 	LogPath        string // the daemon's log file (level info, JSON)
 }
 
@@ -58,6 +59,7 @@ type profiles struct {
 type e2eOptions struct {
 	addr, prefix, cell string
 	n, threads, conns  int
+	guard              string  // Target.AMIGuard
 	events             string  // Config.AMIEvents
 	rate               float64 // 0: as fast as taken
 	rules              string
@@ -87,7 +89,7 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	daemonCtx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDaemon()
 	dmn, err := start(daemonCtx, Target{RedisAddr: o.addr, AMIPort: sim.Port(), Prefix: o.prefix, Cell: o.cell,
-		Threads: o.threads, AMIConnections: o.conns, LogPath: o.logPath})
+		Threads: o.threads, AMIConnections: o.conns, AMIGuard: o.guard, LogPath: o.logPath})
 	if err != nil {
 		return E2EResult{}, fmt.Errorf("start daemon: %w", err)
 	}

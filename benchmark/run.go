@@ -23,6 +23,7 @@ type Config struct {
 	Runs           int
 	Threads        int    // threads of the cell (and baseline workers)
 	AMIConnections int    // 0: default
+	AMIGuard       string // ami.guard of the daemon ("": auto, i.e. off on loopback)
 	AMIEvents      string // comma-separated modes, first with the bars: "filtered" (through ami.EventFilter), "all" (every call event a real Asterisk sends); default "filtered,all"
 	Outcome        string
 	Only           map[string]bool // empty: all of baseline,e2e,paced,inflight,acd
@@ -148,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					prof = cfg.profiles()
 				}
 				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("e2e-"+mode, i), cell: cell, n: cfg.N,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rules: rules, profiles: prof,
+					threads: cfg.Threads, conns: cfg.AMIConnections, guard: cfg.AMIGuard, events: mode, rules: rules, profiles: prof,
 					logPath: filepath.Join(cfg.Dir, "e2e-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("e2e run %d (AMI events %s): %w", i+1, mode, err)
@@ -204,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					prof = cfg.profiles()
 				}
 				r, err := runE2E(ctx, start, e2eOptions{addr: cfg.RedisAddr, prefix: prefix("paced-"+mode, i), cell: cell, n: cfg.PacedN,
-					threads: cfg.Threads, conns: cfg.AMIConnections, events: mode, rate: cfg.Rate, rules: rules, profiles: prof,
+					threads: cfg.Threads, conns: cfg.AMIConnections, guard: cfg.AMIGuard, events: mode, rate: cfg.Rate, rules: rules, profiles: prof,
 					logPath: filepath.Join(cfg.Dir, "paced-daemon.log")})
 				if err != nil {
 					return rep, fmt.Errorf("paced run %d (AMI events %s): %w", i+1, mode, err)

@@ -68,6 +68,21 @@ type AMI struct {
 	// per session, so this bounds Originates in flight to Asterisk. 0
 	// (the default): sized from the cell's threads, see SessionsFor.
 	Connections int `yaml:"connections"`
+	// Guard bounds what the AMI library can buffer from the peer (lines of
+	// at most 64 KiB, messages of 1 MiB) through a loopback relay: "on",
+	// "off", or "auto" (the default): on unless Asterisk is on this host.
+	Guard string `yaml:"guard"`
+}
+
+// Guarded reports whether AMI input goes through the line guard.
+func (a AMI) Guarded() bool {
+	switch a.Guard {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return !IsLoopback(a.Addr())
 }
 
 // SessionsFor is the number of action sessions for a cell of threads: the
@@ -164,7 +179,7 @@ func Defaults() Settings {
 	return Settings{
 		Log:      Log{Level: "debug", Format: "json", Location: "-"},
 		Redis:    Redis{Host: "127.0.0.1", Port: 6379, Prefix: "dialbridge"},
-		AMI:      AMI{Host: "127.0.0.1", Port: 5038},
+		AMI:      AMI{Host: "127.0.0.1", Port: 5038, Guard: "auto"},
 		Timeouts: Timeouts{CommandResponse: Duration(5 * time.Second), CommandACK: Duration(5 * time.Second), ShutdownGrace: Duration(30 * time.Second)},
 		Retries:  3,
 		Originate: Originate{
@@ -326,6 +341,11 @@ func (s *Settings) Validate() error {
 	}
 	if strings.ContainsAny(s.AMI.Username, "\r\n") || strings.ContainsAny(string(s.AMI.Secret), "\r\n") {
 		return fieldErr("ami.username", "username and secret may not contain line breaks")
+	}
+	switch s.AMI.Guard {
+	case "auto", "on", "off":
+	default:
+		return fieldErr("ami.guard", "must be auto, on or off, got %q", s.AMI.Guard)
 	}
 	if s.AMI.Connections < 0 || s.AMI.Connections > 64 {
 		return fieldErr("ami.connections", "must be 1-64, or 0 to size it from the cell's threads, got %d", s.AMI.Connections)

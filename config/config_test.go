@@ -101,6 +101,7 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 		{"public per-cell http without token", strings.Replace(minimal, "threads: 10}", "threads: 10, http_listen: '10.0.0.5:8080'}", 1), "http.token"},
 		{"public acd without token", minimal + "acd: {listen: '0.0.0.0:5678'}", "acd.token"},
 		{"short http token", minimal + "http: {token: abc}", "http.token"},
+		{"bad ami guard", strings.Replace(minimal, "secret: topsecret}", "secret: topsecret, guard: maybe}", 1), "ami.guard"},
 		{"huge acd token", minimal + "acd: {token: " + strings.Repeat("t", 257) + "}", "acd.token"},
 		{"acd token with a space", minimal + "acd: {token: 'aaaaaaaa bbbbbbbbbbbb'}", "acd.token"},
 		{"redis username with newline", minimal + `redis: {username: "a\nb"}`, "redis.username"},
@@ -146,6 +147,21 @@ func TestLoopbackListenersNeedNoToken(t *testing.T) {
 	}
 	if s.HTTP.Token.Reveal() != tok || s.ACD.Token.Reveal() != tok || fmt.Sprint(s.HTTP) == "" || strings.Contains(fmt.Sprintf("%+v", s), tok) {
 		t.Fatalf("tokens: %+v", s)
+	}
+}
+
+func TestAMIGuard(t *testing.T) {
+	for _, tt := range []struct {
+		host, guard string
+		want        bool
+	}{
+		{"127.0.0.1", "auto", false}, {"localhost", "auto", false}, {"10.0.0.7", "auto", true},
+		{"127.0.0.1", "on", true}, {"10.0.0.7", "off", false},
+	} {
+		a := AMI{Host: tt.host, Port: 5038, Guard: tt.guard}
+		if got := a.Guarded(); got != tt.want {
+			t.Errorf("%s guard %s: Guarded() = %v", tt.host, tt.guard, got)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ func runBench(args []string) int {
 	runs := fs.Int("runs", 3, "runs of each scenario (the table shows medians)")
 	threads := fs.Int("threads", 1000, "threads of the cell under test (and baseline workers)")
 	conns := fs.Int("ami-connections", 0, "ami.connections of the daemon (0: the default)")
+	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
 	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
@@ -92,7 +93,7 @@ func runBench(args []string) int {
 
 	cfg := benchmark.Config{
 		RedisAddr: *addr, N: *n, Rate: *rate, PacedN: *pacedN, Inflight: *inflight, Runs: *runs,
-		Threads: *threads, AMIConnections: *conns, AMIEvents: *events, Outcome: *outcome, Only: sel,
+		Threads: *threads, AMIConnections: *conns, AMIGuard: *guard, AMIEvents: *events, Outcome: *outcome, Only: sel,
 		Start: startBenchDaemon, Binary: bin, InProcess: *inProcess, DaemonEnv: env, CPUProfile: *cpuprofile, AllocProfile: *allocprofile, Trace: *traceFile, MemProfile: *memprofile, Progress: os.Stderr,
 	}
 	fmt.Fprintf(os.Stderr, "dialbridge bench: redis %s; %s\n", *addr, benchmark.Machine())

@@ -237,7 +237,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	d.amic = ami.New(ami.Options{
 		Host: s.AMI.Host, Port: s.AMI.Port, Username: s.AMI.Username, Secret: s.AMI.Secret.Reveal(),
 		Connections: s.AMI.SessionsFor(q.Threads), CommandResponse: s.Timeouts.CommandResponse.D(),
-		Instance: d.instance,
+		Instance: d.instance, Unguarded: !s.AMI.Guarded(),
 	}, d.log.With().Str("component", "ami").Logger())
 	if err := d.amic.Start(ctx); err != nil {
 		d.amic.Close()
