@@ -2,14 +2,17 @@ package redisq
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -239,5 +242,54 @@ func TestConfirmDrainDropsOversized(t *testing.T) {
 	}
 	if v := m.HGet(k.Stats(), "confirm_invalid"); v != "1" {
 		t.Fatalf("confirm_invalid %q", v)
+	}
+}
+
+// TestOversizeOnRealRedis runs the size screening on a real redis-server
+// (DIALBRIDGE_TEST_REDIS; the integration tier): Redis's own Lua (cjson,
+// string.byte) and the guard against its RESP3 replies.
+func TestOversizeOnRealRedis(t *testing.T) {
+	addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
+	if addr == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS not set")
+	}
+	ctx := rqCtx(t)
+	rdb := rqGuarded(t, addr)
+	prefix := "rqbig" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	q := NewQueue(rdb, prefix, rqCell, rqInst)
+	k := q.Keys()
+	plain := redis.NewClient(&redis.Options{Addr: addr})
+	defer plain.Close()
+	defer func() {
+		plain.Del(context.Background(), k.Dial(), k.Claimed(rqInst), k.Dead(), k.Stats(), k.Claimed("gone-2"), k.InstanceSet())
+	}()
+	big := bytes.Repeat([]byte{0xff, 'B', 0x00}, 400000) // not UTF-8, with NULs
+	plain.LPush(ctx, k.Dial(), big)
+	if got, err := q.ClaimNext(ctx); err != nil || got != nil {
+		t.Fatalf("blocking claim: %d bytes, %v", len(got), err)
+	}
+	plain.LPush(ctx, k.Dial(), rqRaw("a"), big, rqRaw("b"))
+	got, err := q.ClaimMore(ctx, 10)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("batch claim: %d, %v", len(got), err)
+	}
+	plain.LPush(ctx, k.Claimed("gone-2"), big, rqRaw("c"))
+	plain.SAdd(ctx, k.InstanceSet(), "gone-2")
+	if o, err := q.AdoptOrphans(ctx); err != nil || len(o) != 1 {
+		t.Fatalf("adopt: %d, %v", len(o), err)
+	}
+	dead, err := plain.LRange(ctx, k.Dead(), 0, -1).Result()
+	if err != nil || len(dead) != 3 {
+		t.Fatalf("dead: %d entries, %v", len(dead), err)
+	}
+	for _, d := range dead {
+		var full map[string]any
+		if err := json.Unmarshal([]byte(d), &full); err != nil {
+			t.Fatalf("dead entry is not JSON: %v", err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(full["raw"].(string))
+		if err != nil || !bytes.Equal(raw, big[:OversizeKeep]) || int(full["bytes"].(float64)) != len(big) || full["raw_encoding"] != "base64" {
+			t.Errorf("dead entry: %v (raw %d bytes, %v)", full["error"], len(raw), err)
+		}
 	}
 }
