@@ -26,6 +26,7 @@ type Settings struct {
 	Timeouts  Timeouts  `yaml:"timeouts"`
 	Retries   int       `yaml:"retries"`
 	Originate Originate `yaml:"originate"`
+	Trunks    []Trunk   `yaml:"trunks"`
 	Queues    []Queue   `yaml:"queues"`
 	ACD       ACD       `yaml:"acd"`
 	HTTP      HTTP      `yaml:"http"`
@@ -128,6 +129,9 @@ type Queue struct {
 	// of a host shares the settings file, and each daemon needs its own
 	// port for /metrics and /healthz.
 	HTTPListen string `yaml:"http_listen"`
+	// Trunk names a trunks[] entry whose limits and channel the cell
+	// dials with; empty = originate.channel and no shared limits.
+	Trunk string `yaml:"trunk"`
 }
 
 // HTTPListen is the HTTP address of cell q's daemon ("" = off).
@@ -365,6 +369,9 @@ func (s *Settings) Validate() error {
 	if err := s.Originate.validate(); err != nil {
 		return err
 	}
+	if err := validateTrunks(s.Trunks); err != nil {
+		return err
+	}
 	if len(s.Queues) == 0 {
 		return fieldErr("queues", "is required: list the cells this host may run")
 	}
@@ -383,6 +390,9 @@ func (s *Settings) Validate() error {
 		seen[q.Name] = true
 		if q.Threads < 1 || q.Threads > 100000 {
 			return fieldErr(f+".threads", "must be 1-100000, got %d", q.Threads)
+		}
+		if err := checkQueueTrunk(f+".trunk", q, s.Trunks); err != nil {
+			return err
 		}
 		if q.HTTPListen != "" {
 			if _, _, err := net.SplitHostPort(q.HTTPListen); err != nil {
@@ -446,16 +456,10 @@ func IsLoopback(addr string) bool {
 }
 
 func (o Originate) validate() error {
-	if o.Channel == "" {
-		return fieldErr("originate.channel", "is required, e.g. PJSIP/{number}@trunk")
+	if err := checkChannel("originate.channel", o.Channel); err != nil {
+		return err
 	}
-	if strings.Count(o.Channel, "{number}") != 1 {
-		return fieldErr("originate.channel", "must contain {number} exactly once, got %q", o.Channel)
-	}
-	if !strings.Contains(o.Channel, "/") {
-		return fieldErr("originate.channel", "must be TECH/data, e.g. PJSIP/{number}@trunk, got %q", o.Channel)
-	}
-	for name, v := range map[string]string{"originate.channel": o.Channel, "originate.context": o.Context, "originate.exten": o.Exten, "originate.caller_id": o.CallerID} {
+	for name, v := range map[string]string{"originate.context": o.Context, "originate.exten": o.Exten, "originate.caller_id": o.CallerID} {
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return fieldErr(name, "may not contain line breaks")
 		}
@@ -470,6 +474,25 @@ func (o Originate) validate() error {
 		return fieldErr("originate.priority", "must be ≥ 1, got %d", o.Priority)
 	}
 	return checkDuration("originate.timeout", o.Timeout, time.Second, 5*time.Minute)
+}
+
+// checkChannel checks a channel template (originate.channel, a trunk's
+// channel): it reaches AMI as one header line, so a line break would inject
+// actions, and {number} must appear once or the call goes nowhere or twice.
+func checkChannel(field, c string) error {
+	if c == "" {
+		return fieldErr(field, "is required, e.g. PJSIP/{number}@trunk")
+	}
+	if strings.ContainsAny(c, "\r\n\x00") {
+		return fieldErr(field, "may not contain line breaks")
+	}
+	if strings.Count(c, "{number}") != 1 {
+		return fieldErr(field, "must contain {number} exactly once, got %q", c)
+	}
+	if !strings.Contains(c, "/") {
+		return fieldErr(field, "must be TECH/data, e.g. PJSIP/{number}@trunk, got %q", c)
+	}
+	return nil
 }
 
 func (a ACD) validate() error {
