@@ -31,7 +31,7 @@ func (s *Server) snapshotLegs() []legSnapshot {
 	for _, c := range s.liveCalls() {
 		c.mu.Lock()
 		if c.phase != phaseDone && !c.dead {
-			for _, i := range []int{1, 0} {
+			for _, i := range c.legIdx() {
 				out = append(out, legSnapshot{c: c, l: c.legs[i], phase: c.phase, account: c.account, cidNum: c.cidNum, cidName: c.cidName})
 			}
 		}
@@ -173,7 +173,10 @@ func (ss *session) actionCoreStatus(id string) {
 	b = appendHeader(b, "CoreReloadDate", st.Format("2006-01-02"))
 	b = appendHeader(b, "CoreReloadTime", st.Format("15:04:05"))
 	srv.callsMu.Lock()
-	chans := 2 * len(srv.calls)
+	chans := 0
+	for _, c := range srv.calls {
+		chans += len(c.legIdx())
+	}
 	srv.callsMu.Unlock()
 	b = appendHeaderInt(b, "CoreCurrentCalls", int64(chans))
 	b = appendHeaderInt(b, "CoreProcessedCalls", srv.nCallsStarted.Load()*2)

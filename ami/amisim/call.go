@@ -44,6 +44,7 @@ type call struct {
 	channelID, otherID      string
 	linkedid                string
 	syncRes                 chan bool // sync Originate: the outcome (answered?)
+	pj                      *pjCall   // carrier-routed: one PJSIP channel (carrier.go)
 	orDone                  bool      // the outcome (OriginateResponse or sync result) was produced
 
 	mu       sync.Mutex
@@ -81,6 +82,10 @@ func (s *Server) newUniqueid() string {
 // reader goroutine, after the Response was queued.
 func (c *call) start() {
 	s := c.srv
+	if c.pj != nil {
+		c.startPJSIP()
+		return
+	}
 	if c.outcome == OutcomeFailed {
 		bt := newBatch()
 		c.addOR(bt, false, 0)
@@ -258,6 +263,10 @@ func (c *call) hangupByAMI(i, cause int) bool {
 	}
 	c.srv.stopTimer(c.timer)
 	c.timer = nil
+	if c.pj != nil {
+		c.pjHangupByAMI(cause)
+		return true
+	}
 	bt := newBatch()
 	c.hangup(bt, i, cause)
 	if c.phase != phaseUp {
@@ -281,6 +290,7 @@ func (c *call) stop() {
 // end marks the call finished (c.mu held).
 func (c *call) end() {
 	c.phase = phaseDone
+	c.releaseChannel()
 	c.srv.unregisterCall(c)
 }
 

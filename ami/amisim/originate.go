@@ -58,6 +58,10 @@ func numberOf(channel string) string {
 func (ss *session) actionOriginate(m *message, id string) bool {
 	srv := ss.srv
 	channel := m.get("Channel")
+	trunk, endpoint := srv.route(channel)
+	if trunk != nil {
+		trunk.arrived(srv.now())
+	}
 	rec := OriginateRecord{
 		ActionID:  id,
 		Channel:   channel,
@@ -165,6 +169,9 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 		}
 		if !async {
 			c.syncRes = make(chan bool, 1)
+		}
+		if trunk != nil {
+			c.pj = &pjCall{trunk: trunk, endpoint: endpoint}
 		}
 		return c
 	}

@@ -170,7 +170,7 @@ func ParseRules(s string) ([]Rule, error) {
 	var rules []Rule
 	for i, part := range strings.Split(s, ";") {
 		part = strings.TrimSpace(part)
-		if part == "" {
+		if part == "" || isCarrierPart(part) { // ParseCarriers reads those
 			continue
 		}
 		r, err := parseRule(part)

@@ -54,6 +54,12 @@ type Config struct {
 	// regular expression matched against an event's whole text, "!" first
 	// to exclude. Empty: every event.
 	EventFilters []string
+	// Carriers puts a carrier model behind PJSIP trunks, by endpoint name
+	// (or TrunkAny); see Carrier, SetCarrier, ParseCarriers.
+	Carriers map[string]Carrier
+	// Clock, when set, is the time carriers count their calls per second
+	// and OriginateTimes by (tests inject a fake one); default time.Now.
+	Clock func() time.Time
 	// Logf, when set, receives a line per session event and per originate.
 	Logf func(format string, args ...any)
 }
@@ -105,7 +111,8 @@ type Server struct {
 	ln      net.Listener
 	started time.Time
 
-	rules atomic.Pointer[[]Rule]
+	rules    atomic.Pointer[[]Rule]
+	carriers carriers
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -171,6 +178,11 @@ func New(cfg Config) (*Server, error) {
 	if err := ValidateRules(cfg.Rules); err != nil {
 		return nil, fmt.Errorf("amisim: %w", err)
 	}
+	for trunk, c := range cfg.Carriers {
+		if err := c.validate(); err != nil {
+			return nil, fmt.Errorf("amisim: carrier %s: %w", trunk, err)
+		}
+	}
 	filter, err := newEventFilter(cfg.EventFilters)
 	if err != nil {
 		return nil, fmt.Errorf("amisim: %w", err)
@@ -189,6 +201,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	rules := append([]Rule(nil), cfg.Rules...)
 	s.rules.Store(&rules)
+	for trunk, c := range cfg.Carriers {
+		if err := s.SetCarrier(trunk, c); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	if cfg.ShuffleSeed != 0 {
 		s.rng = rand.New(rand.NewPCG(uint64(cfg.ShuffleSeed), 0x9e3779b97f4a7c15))
 	}
