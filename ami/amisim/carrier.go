@@ -844,3 +844,29 @@ func (s *Server) carrierStatus() string {
 	}
 	return b.String()
 }
+
+// actionCommand is manager.c's Command action for the simulator's only CLI
+// commands, "amisim <Control line>", so that a simulator running in
+// another process (simulate-ami) can be driven with any AMI client:
+//
+//	Action: Command
+//	Command: amisim kill gw1 nochannel
+//
+// Other commands get Asterisk's answer for a command no module provides.
+func (ss *session) actionCommand(m *message, id string) {
+	cmd := strings.TrimSpace(m.get("Command"))
+	resp, out := "Success", ""
+	word, rest, _ := strings.Cut(cmd, " ")
+	if !strings.EqualFold(word, "amisim") {
+		resp, out = "Error", "No such command '"+cmd+"' (type 'core show help "+cmd+"' for other possible commands)"
+	} else if res, err := ss.srv.Control(rest); err != nil {
+		resp, out = "Error", err.Error()
+	} else {
+		out = res
+	}
+	b := appendResponse(nil, resp, id, "", "Command output follows", true)
+	for _, line := range strings.Split(out, "\n") {
+		b = appendHeader(b, "Output", strings.TrimRight(line, "\r"))
+	}
+	ss.send(append(b, '\r', '\n'))
+}

@@ -562,3 +562,27 @@ func TestParseCarriers(t *testing.T) {
 		}
 	}
 }
+
+func TestCarrierCommandAction(t *testing.T) {
+	srv := newServer(t, Config{Rules: []Rule{{Outcome: OutcomeAnswer}}})
+	c := dial(t, srv)
+	c.loginDrain()
+	for _, tc := range []struct{ cmd, resp, out string }{
+		{"amisim carrier=gw:cps=4,max=10", "Success", "carrier=gw:cps=4,max=10"},
+		{"amisim kill gw nochannel", "Success", "trunk gw dead (nochannel)"},
+		{"amisim carriers", "Success", "carrier=gw:cps=4,max=10,dead=nochannel originates=0"},
+		{"amisim revive gw", "Success", "trunk gw alive"},
+		{"amisim revive nosuch", "Error", `revive: no carrier on trunk "nosuch"`},
+		{"amisim kill gw maybe", "Error", "kill: unknown mode"},
+		{"core show version", "Error", "No such command 'core show version'"},
+	} {
+		c.send("Action", "Command", "ActionID", "cmd", "Command", tc.cmd)
+		r := c.response("cmd")
+		if r.get("Response") != tc.resp || r.get("Message") != "Command output follows" || !strings.HasPrefix(r.get("Output"), tc.out) {
+			t.Fatalf("%q: %s", tc.cmd, r)
+		}
+	}
+	if cr, ok := srv.Carrier("gw"); !ok || cr != (Carrier{CPS: 4, MaxChannels: 10}) {
+		t.Fatalf("carrier %+v %v", cr, ok)
+	}
+}

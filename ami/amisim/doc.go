@@ -47,6 +47,7 @@
 //     (an EventList of Status then StatusComplete; "Channel:" picks one
 //     channel by name or uniqueid, else "No such channel") and Hangup (exact
 //     channel name, uniqueid, or /regex/; "Cause:") answer like Asterisk.
+//     Command knows only the simulator's "amisim ..." commands (Carriers).
 //
 // Every response echoes the action's ActionID (the first one). Header names
 // are case-insensitive on input, header order is free, unknown headers
@@ -118,6 +119,59 @@
 // transcripts. Config.ShuffleSeed != 0 moves each OriginateResponse, with a
 // seeded generator, to a random place among the channel events of the same
 // instant (never before the ;1 Newchannel), so clients meet both orders.
+//
+// # Carriers (SIP trunks)
+//
+// A Carrier set on a trunk (Config.Carriers, SetCarrier, ParseCarriers, or
+// the text control) models the SIP carrier behind a PJSIP endpoint. An
+// Originate whose Channel is "PJSIP/<number>@<trunk>", "PJSIP/<trunk>/<uri>"
+// or "PJSIP/<trunk>" goes to that trunk's carrier (else to one whose
+// Carrier.Match the Channel contains, else to TrunkAny's, "*", one limit
+// for every other endpoint; without any, the call is played as above). It is
+// then played as chan_pjsip plays it with a real carrier
+// (shared/docs/pjsip-transcripts.txt): one channel
+// "PJSIP/<trunk>-<8 hex>", no ";2" leg, Context the endpoint's (Carrier.
+// Context, "from-carrier"), Exten "s" until answered:
+//
+//	answer      Newchannel, [Newstate Ringing], Newstate Up, OriginateResponse
+//	            Success 4; after TalkFor the carrier's BYE: HangupRequest (a
+//	            Cause only for a BYE with a Q.850 Reason), SoftHangupRequest
+//	            "Cause: 16" (AST_SOFTHANGUP_APPUNLOAD, not a hangup cause),
+//	            Hangup cause 0 "Unknown" (Carrier.ByeCause or the rule's
+//	            Cause: that cause instead)
+//	busy        486: HangupRequest 17/TechCause 486, OriginateResponse
+//	            Failure 0, Hangup cause 17 TechCause 486
+//	congestion  503: the same with 34 and 503
+//	hangup      the SIP answer of the rule's Cause (603 for 21, 404 for 1...):
+//	            Reason 0, Hangup Cause and TechCause
+//	noanswer    Newstate Ringing; at the Timeout Hangup 19 TechCause 480 (state
+//	            Ringing), OriginateResponse Failure 3
+//	failed      no channel: OriginateResponse Failure 0 only
+//
+// Every failure but a ring-out is Reason 0: the Hangup's cause tells busy
+// from congestion, as with Asterisk. Before the rule, the carrier judges
+// the INVITE: over Carrier.CPS calls let through in the rolling
+// Carrier.Window (1 s; refused calls do not count), over
+// Carrier.MaxChannels calls in progress, or Dead "congestion": "503
+// Service Unavailable" with "Retry-After: 1" (pj-cps-*), played like the
+// congestion outcome at once: Reason 0, Hangup cause 34, TechCause 503.
+// Dead "nochannel" (endpoint unknown or unreachable: chan_pjsip cannot
+// create the channel): OriginateResponse Failure Reason 0 and no channel
+// event, like an unknown technology. KillTrunk, ReviveTrunk and
+// SetCarrier change a trunk at run time; calls in progress go on.
+// CarrierStats counts per trunk, OriginateTimes gives each Originate's
+// arrival time (by Config.Clock, which tests may fake).
+//
+// Text control (Server.Control; also over AMI as "Action: Command",
+// "Command: amisim <line>", answered "Message: Command output follows" with
+// Output lines): "kill <trunk> [congestion|nochannel]", "revive <trunk>",
+// "carrier=<trunk>:<options>", "uncarrier <trunk>", "rules <rules>",
+// "carriers". Carrier entries in a rule string:
+//
+//	carrier=<trunk>[:cps=N,window=DUR,max=N,dead=congestion|nochannel|no,context=NAME,bye=N,match=TEXT]
+//
+// e.g. "carrier=gw1:cps=4,max=10;carrier=*:cps=20;suffix=5:busy;answer,talk=2s"
+// (ParseRules skips carrier entries, ParseCarriers reads only them).
 //
 // # Slow readers
 //

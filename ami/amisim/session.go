@@ -355,6 +355,8 @@ func (ss *session) handle(m *message) bool {
 		ss.actionStatus(m, id)
 	case "hangup":
 		ss.actionHangup(m, id)
+	case "command":
+		ss.actionCommand(m, id) // the simulator's own "amisim ..." CLI (carrier.go)
 	default:
 		ss.send(appendResponse(nil, "Error", id, "",
 			"Invalid/unknown command: "+action+". Use Action: ListCommands to show available commands.", false))
