@@ -1,0 +1,269 @@
+package redisq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lease timings. A call's lease lives DefaultTrunkLeaseTTL past its last
+// renewal, and the daemon renews its leases with its heartbeat, every
+// DefaultTrunkRenewEvery (= DefaultHeartbeatEvery). A daemon killed with -9
+// renewed at most one period before it died, so its slots count as free
+// again between TTL − every and TTL after the kill: 12–15 s, never more than
+// 15 s — the contract's recovery bound, by which time a live daemon of the
+// cell has adopted or settled the dead one's calls. Five missed renewals
+// (a Redis failover, a stalled host) are tolerated before a live call's
+// slot is lost.
+const (
+	DefaultTrunkLeaseTTL   = 15 * time.Second
+	DefaultTrunkRenewEvery = DefaultHeartbeatEvery
+)
+
+// renewBatch bounds the lease ids of one renewal script, so that a daemon
+// with thousands of calls in flight does not block Redis for long in one go.
+const renewBatch = 500
+
+// TrunkLimits are a trunk's shared limits (config.Trunk, without the
+// settings types: this package does not depend on config).
+type TrunkLimits struct {
+	CPS         float64 // Originates per second, spread evenly; 0 = no limit
+	Burst       int     // how many may come closer than 1/CPS; < 1 counts as 1
+	MaxChannels int     // calls in progress at once; 0 = no limit
+}
+
+// TrunkRefusal says why Acquire gave nothing.
+type TrunkRefusal uint8
+
+// Refusals.
+const (
+	TrunkGranted   TrunkRefusal = iota
+	TrunkNoToken                // the rate: come back after Wait, exactly
+	TrunkNoChannel              // the channel cap: come back after a Release
+)
+
+func (r TrunkRefusal) String() string {
+	switch r {
+	case TrunkGranted:
+		return "granted"
+	case TrunkNoToken:
+		return "no token"
+	case TrunkNoChannel:
+		return "no channel"
+	}
+	return "refusal(" + strconv.Itoa(int(r)) + ")"
+}
+
+// TrunkGrant is Acquire's answer.
+type TrunkGrant struct {
+	OK      bool
+	Refused TrunkRefusal // TrunkGranted when OK
+	// Wait, for TrunkNoToken, is how long until a token is free: the caller
+	// sleeps exactly that long (another daemon may take it first; then the
+	// next answer has a new Wait). For TrunkNoChannel it is how long until
+	// the oldest lease expires, the latest a slot comes back when nobody
+	// releases one; a Release frees one sooner.
+	Wait time.Duration
+	// At is Redis's clock when the script decided: the same clock for every
+	// daemon, which is what the rate is measured on.
+	At time.Time
+	// Channels is the number of leases held on the trunk after the decision.
+	Channels int
+	// Held says the lease was already held, so nothing was taken: a retried
+	// Acquire whose first reply was lost.
+	Held bool
+}
+
+// TrunkUsage is what the monitor and the metrics show of a trunk.
+type TrunkUsage struct {
+	At         time.Time // Redis's clock
+	Channels   int       // leases live now
+	LastSecond int       // grants in the last complete second of Redis's clock
+	ThisSecond int       // grants so far in the current second
+	// Ahead is how far beyond now the token schedule is booked: 0 when a
+	// token is free, about Wait of the next refusal otherwise.
+	Ahead time.Duration
+	// Counters since the trunk's stats hash was created.
+	Granted, NoToken, NoChannel int64
+}
+
+// TrunkLimiter is one trunk's limiter in Redis, shared by every daemon of
+// every host that names the trunk: at most CPS Originates per second spread
+// evenly (GCRA on Redis's clock) and at most MaxChannels calls in progress,
+// each holding a lease that expires unless renewed. One Acquire is one
+// round trip. It keeps no state of its own; it is safe for concurrent use.
+//
+// Every daemon must be given the same limits: the script uses the caller's.
+type TrunkLimiter struct {
+	rdb      redis.UniversalClient
+	keys     TrunkKeys
+	lim      TrunkLimits
+	interval int64 // µs between two Originates, rounded up (never above CPS)
+	tau      int64 // µs of tolerance: (burst − 1) × interval
+	leaseTTL time.Duration
+}
+
+// NewTrunkLimiter builds the limiter of trunk name under prefix.
+func NewTrunkLimiter(rdb redis.UniversalClient, prefix, name string, lim TrunkLimits) (*TrunkLimiter, error) {
+	if name == "" {
+		return nil, errors.New("trunk limiter: empty trunk name")
+	}
+	if !(lim.CPS >= 0) || math.IsInf(lim.CPS, 0) || lim.MaxChannels < 0 {
+		return nil, fmt.Errorf("trunk limiter %s: bad limits %+v", name, lim)
+	}
+	l := &TrunkLimiter{rdb: rdb, keys: NewTrunkKeys(prefix, name), lim: lim, leaseTTL: DefaultTrunkLeaseTTL}
+	if lim.CPS > 0 {
+		l.interval = int64(math.Ceil(1e6 / lim.CPS))
+		l.tau = int64(max(lim.Burst, 1)-1) * l.interval
+	}
+	return l, nil
+}
+
+// SetLeaseTTL changes how long a lease lives past its last renewal (tests;
+// a daemon keeps DefaultTrunkLeaseTTL). Renew at most every TTL/3.
+func (l *TrunkLimiter) SetLeaseTTL(d time.Duration) {
+	if d >= time.Millisecond {
+		l.leaseTTL = d
+	}
+}
+
+// LeaseTTL is how long a lease lives past its last renewal.
+func (l *TrunkLimiter) LeaseTTL() time.Duration { return l.leaseTTL }
+
+// Keys are the trunk's keys.
+func (l *TrunkLimiter) Keys() TrunkKeys { return l.keys }
+
+// Limits are the limits the limiter was built with.
+func (l *TrunkLimiter) Limits() TrunkLimits { return l.lim }
+
+// Acquire takes, in one script, a channel slot held by lease and a token
+// for one Originate; or neither, saying why and how long to wait. Call it
+// right before writing the Originate, so the spacing holds at the AMI wire.
+// The lease id must be unique per Originate attempt (a retried Acquire with
+// the same id is recognised and takes nothing more); lease may be empty only
+// when the trunk has no channel cap (then no slot is recorded).
+func (l *TrunkLimiter) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
+	if lease == "" && l.lim.MaxChannels > 0 {
+		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
+	}
+	k := l.keys
+	v, err := trunkAcquireScript.Run(ctx, l.rdb, []string{k.TAT(), k.Leases(), k.Stats()},
+		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds()).Slice()
+	if err != nil {
+		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
+	}
+	if len(v) != 5 {
+		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: unexpected reply %v", k.Name(), v)
+	}
+	code, wait, chans := trunkInt(v[0]), trunkInt(v[1]), trunkInt(v[4])
+	at, err := trunkTime(v[2], v[3])
+	if err != nil {
+		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
+	}
+	g := TrunkGrant{At: at, Channels: int(chans)}
+	switch code {
+	case 1:
+		g.OK = true
+	case 4:
+		g.OK, g.Held = true, true
+	case 2:
+		g.Refused, g.Wait = TrunkNoToken, time.Duration(max(wait, 0))*time.Microsecond
+	case 3:
+		g.Refused, g.Wait = TrunkNoChannel, time.Duration(max(wait, 0))*time.Microsecond
+	default:
+		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: unexpected code %d", k.Name(), code)
+	}
+	return g, nil
+}
+
+// Release gives back the slots of leases: call it when the call's result is
+// pushed (or its Originate certainly started no call). Releasing a lease
+// that is not held (expired, or released already) does nothing.
+func (l *TrunkLimiter) Release(ctx context.Context, leases ...string) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	members := make([]any, len(leases))
+	for i, s := range leases {
+		members[i] = s
+	}
+	if err := l.rdb.ZRem(ctx, l.keys.Leases(), members...).Err(); err != nil {
+		return fmt.Errorf("trunk %s: release: %w", l.keys.Name(), err)
+	}
+	return nil
+}
+
+// Renew extends the leases of the calls still in progress to LeaseTTL from
+// now; the heartbeat calls it with every lease the daemon holds. It returns
+// the leases that were no longer held (expired after the daemon was cut off
+// from Redis for longer than the TTL, or released meanwhile): they are not
+// taken back, so the cap may be exceeded by those calls until they end.
+func (l *TrunkLimiter) Renew(ctx context.Context, leases []string) (lost []string, err error) {
+	for start := 0; start < len(leases); start += renewBatch {
+		batch := leases[start:min(start+renewBatch, len(leases))]
+		args := make([]any, 0, len(batch)+1)
+		args = append(args, l.leaseTTL.Microseconds())
+		for _, s := range batch {
+			args = append(args, s)
+		}
+		v, err := trunkRenewScript.Run(ctx, l.rdb, []string{l.keys.Leases()}, args...).StringSlice()
+		if err != nil {
+			return lost, fmt.Errorf("trunk %s: renew: %w", l.keys.Name(), err)
+		}
+		lost = append(lost, v...)
+	}
+	return lost, nil
+}
+
+// Usage reads the trunk's rate and channels in use.
+func (l *TrunkLimiter) Usage(ctx context.Context) (TrunkUsage, error) {
+	k := l.keys
+	v, err := trunkUsageScript.Run(ctx, l.rdb, []string{k.TAT(), k.Leases(), k.Stats()}).Slice()
+	if err != nil {
+		return TrunkUsage{}, fmt.Errorf("trunk %s: usage: %w", k.Name(), err)
+	}
+	if len(v) != 9 {
+		return TrunkUsage{}, fmt.Errorf("trunk %s: usage: unexpected reply %v", k.Name(), v)
+	}
+	at, err := trunkTime(v[0], v[1])
+	if err != nil {
+		return TrunkUsage{}, fmt.Errorf("trunk %s: usage: %w", k.Name(), err)
+	}
+	return TrunkUsage{
+		At:         at,
+		Channels:   int(trunkInt(v[2])),
+		LastSecond: int(trunkInt(v[3])),
+		ThisSecond: int(trunkInt(v[4])),
+		Granted:    trunkInt(v[5]),
+		NoToken:    trunkInt(v[6]),
+		NoChannel:  trunkInt(v[7]),
+		Ahead:      time.Duration(trunkInt(v[8])) * time.Microsecond,
+	}, nil
+}
+
+// trunkTime turns TIME's two strings into a time.
+func trunkTime(sec, usec any) (time.Time, error) {
+	s, err1 := strconv.ParseInt(fmt.Sprint(sec), 10, 64)
+	u, err2 := strconv.ParseInt(fmt.Sprint(usec), 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return time.Time{}, fmt.Errorf("redis TIME %v %v: %w", sec, usec, err)
+	}
+	return time.Unix(s, u*1000), nil
+}
+
+// trunkInt reads an integer reply (a Lua number comes back as an integer).
+func trunkInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,130 @@
+package redisq
+
+import "github.com/redis/go-redis/v9"
+
+// The trunk limiter's scripts. Besides the rules of scripts.go, they share:
+//   - time is Redis's own (TIME inside the script, in microseconds): every
+//     daemon of every host sees one clock, whatever the hosts' clocks say.
+//     Redis 7 replicates a script's effects, not the script, so a replica
+//     stores the values computed here instead of running TIME itself;
+//   - numbers written back go through string.format('%d'): Lua turns a
+//     number argument into a string with "%.14g", which would round a
+//     microsecond timestamp (16 digits);
+//   - every key is in KEYS, all under the trunk's hash tag.
+
+// trunkAcquireScript takes a channel slot and a token for one Originate, or
+// neither.
+//
+//	KEYS[1] tat   KEYS[2] leases   KEYS[3] stats
+//	ARGV[1] emission interval µs (1/cps; 0 = no rate limit)
+//	ARGV[2] tolerance µs ((burst-1) × interval)
+//	ARGV[3] max channels (0 = no cap)   ARGV[4] lease id ("" = take no slot)
+//	ARGV[5] lease TTL µs
+//
+// Returns {code, wait µs, TIME seconds, TIME µs, channels in use}; code 1
+// granted, 2 no token, 3 no channel, 4 granted earlier (the lease is already
+// held: this is a retry whose first reply was lost, so no second token).
+//
+// The rate is GCRA: tat is when the schedule of Originates is booked up to.
+// A request at now is granted when tat − now ≤ tolerance, and books one
+// interval more: tat = max(tat, now) + interval. n grants in any window of
+// length W then satisfy (n−1)·interval ≤ W + tolerance, i.e.
+// n ≤ burst + W·cps: at cps 4, burst 1, W 0.97 s, at most 4. Refused, the
+// caller can come back exactly when tat − tolerance is now.
+//
+// Expired leases are purged first, so a dead daemon's slots count again as
+// soon as they expire; the slot is checked before the token, and nothing is
+// written on a refusal but a counter, so a refusal takes neither.
+var trunkAcquireScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
+local maxch, lease, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local function int(x) return string.format('%d', x) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
+local chans = redis.call('ZCARD', KEYS[2])
+if lease ~= '' and redis.call('ZSCORE', KEYS[2], lease) then
+  return {4, 0, t[1], t[2], chans}
+end
+if maxch > 0 and chans >= maxch then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  redis.call('HINCRBY', KEYS[3], 'no_channel', 1)
+  return {3, tonumber(first[2]) - now, t[1], t[2], chans}
+end
+if interval > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if tat < now then tat = now end
+  if tat - now > tau then
+    redis.call('HINCRBY', KEYS[3], 'no_token', 1)
+    return {2, tat - tau - now, t[1], t[2], chans}
+  end
+  tat = tat + interval
+  redis.call('SET', KEYS[1], int(tat), 'PX', int(math.floor((tat - now) / 1000) + 1000))
+end
+if lease ~= '' then
+  redis.call('ZADD', KEYS[2], int(now + ttl), lease)
+  redis.call('PEXPIRE', KEYS[2], int(math.floor(ttl / 1000) + 1000))
+  chans = chans + 1
+end
+local s = redis.call('HMGET', KEYS[3], 'sec', 'n')
+if s[1] == t[1] then
+  redis.call('HINCRBY', KEYS[3], 'n', 1)
+else
+  local prev = 0
+  if tonumber(s[1]) == tonumber(t[1]) - 1 then prev = tonumber(s[2]) or 0 end
+  redis.call('HSET', KEYS[3], 'sec', t[1], 'n', 1, 'prev', prev)
+end
+redis.call('HINCRBY', KEYS[3], 'granted', 1)
+return {1, 0, t[1], t[2], chans}
+`)
+
+// trunkRenewScript extends the leases of calls still in progress.
+//
+//	KEYS[1] leases   ARGV[1] lease TTL µs   ARGV[2…] lease ids
+//
+// Returns the ids that were not held (expired, or released): they are not
+// added back, because a lease released while this renewal was on its way
+// must stay released; the caller logs them. The ZSET's own TTL follows its
+// newest expiry, so a trunk nobody dials any more leaves nothing behind.
+var trunkRenewScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[1])
+local function int(x) return string.format('%d', x) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
+local exp = int(now + ttl)
+local lost, kept = {}, 0
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], exp, ARGV[i])
+    kept = kept + 1
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+if kept > 0 then
+  redis.call('PEXPIRE', KEYS[1], int(math.floor(ttl / 1000) + 1000))
+end
+return lost
+`)
+
+// trunkUsageScript reads what the monitor and the metrics show.
+//
+//	KEYS[1] tat   KEYS[2] leases   KEYS[3] stats
+//
+// Returns {TIME s, TIME µs, live leases, grants in the last complete
+// second, grants so far this second, granted, no_token, no_channel,
+// µs the token schedule is booked beyond now}.
+var trunkUsageScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local sec = tonumber(t[1])
+local chans = redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%d', now), '+inf')
+local s = redis.call('HMGET', KEYS[3], 'sec', 'n', 'prev', 'granted', 'no_token', 'no_channel')
+local last, n, prev = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+local full, cur = 0, 0
+if last == sec then full, cur = prev, n elseif last == sec - 1 then full = n end
+local ahead = tonumber(redis.call('GET', KEYS[1]) or '0') - now
+if ahead < 0 then ahead = 0 end
+return {t[1], t[2], chans, full, cur, tonumber(s[4]) or 0, tonumber(s[5]) or 0, tonumber(s[6]) or 0, ahead}
+`)
