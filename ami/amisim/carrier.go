@@ -870,3 +870,17 @@ func (ss *session) actionCommand(m *message, id string) {
 	}
 	ss.send(append(b, '\r', '\n'))
 }
+
+// MaxInWindow returns the most times (sorted, as OriginateTimes returns
+// them) that fall in any window [t, t+w): what a shared limiter promises
+// to bound (contract §7: ≤ cps + burst − 1 in any 0.97 s).
+func MaxInWindow(times []time.Time, w time.Duration) int {
+	best, j := 0, 0
+	for i := range times {
+		for j < len(times) && times[j].Sub(times[i]) < w {
+			j++
+		}
+		best = max(best, j-i)
+	}
+	return best
+}

@@ -2,6 +2,7 @@ package amisim
 
 import (
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -584,5 +585,91 @@ func TestCarrierCommandAction(t *testing.T) {
 	}
 	if cr, ok := srv.Carrier("gw"); !ok || cr != (Carrier{CPS: 4, MaxChannels: 10}) {
 		t.Fatalf("carrier %+v %v", cr, ok)
+	}
+}
+
+func TestMaxInWindow(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	at := func(ms ...int) []time.Time {
+		var out []time.Time
+		for _, m := range ms {
+			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		ms   []int
+		want int
+	}{
+		{nil, 0}, {[]int{0}, 1}, {[]int{0, 999, 1000, 1001}, 3}, {[]int{0, 250, 500, 750, 1000, 1250}, 4},
+		{[]int{0, 0, 0, 2000}, 3},
+	} {
+		if got := MaxInWindow(at(tc.ms...), time.Second); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.ms, got, tc.want)
+		}
+	}
+}
+
+// TestCarrierConcurrentSessions: Originates from several connections at
+// once never get more calls through than the carrier's CPS, and every
+// Originate is counted and timed.
+func TestCarrierConcurrentSessions(t *testing.T) {
+	clk := newFakeClock()
+	const cps, sessions, each = 5, 4, 6
+	srv := newServer(t, Config{
+		Rules:    []Rule{{Outcome: OutcomeAnswer}},
+		Carriers: map[string]Carrier{"gw": {CPS: cps}},
+		Clock:    clk.Now,
+	})
+	listener := dial(t, srv)
+	listener.loginDrain()
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	var aids []string
+	for s := range sessions {
+		var mine []string
+		for i := range each {
+			mine = append(mine, fmt.Sprintf("c%d-%d", s, i))
+		}
+		aids = append(aids, mine...)
+		c := dial(t, srv)
+		c.login("off")
+		wg.Add(1)
+		go func() { // no t.Fatal off the test goroutine: errors go back
+			defer wg.Done()
+			var b strings.Builder
+			for _, aid := range mine {
+				fmt.Fprintf(&b, "Action: Originate\r\nActionID: %s\r\nChannel: PJSIP/5551001@gw\r\nContext: agents\r\n"+
+					"Exten: s\r\nPriority: 1\r\nAsync: true\r\nChannelId: uid-%s\r\n\r\n", aid, aid)
+			}
+			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err := io.WriteString(c.conn, b.String())
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]int{}
+	for _, tr := range listener.traceCalls(aids...) {
+		got[tr.or.get("Reason")+"/"+tr.find("Hangup").get("Cause")]++
+	}
+	if got["4/0"] != cps || got["0/34"] != sessions*each-cps {
+		t.Fatalf("outcomes %v", got)
+	}
+	st := srv.CarrierStats("gw")
+	if st.Originates != sessions*each || st.Admitted != cps || st.RejectedCPS != sessions*each-cps {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := MaxInWindow(srv.OriginateTimes("gw"), time.Second); n != sessions*each {
+		t.Fatalf("MaxInWindow %d", n)
+	}
+	for _, r := range srv.Originates() {
+		if r.Trunk != "gw" {
+			t.Fatalf("record trunk %q", r.Trunk)
+		}
 	}
 }

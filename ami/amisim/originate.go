@@ -73,6 +73,7 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 		Async:     isTrue(m.get("Async")),
 		At:        time.Now(),
 		Timeout:   30 * time.Second,
+		Trunk:     endpoint,
 	}
 	ov := parseOriginateVars(m.getAll("Variable"))
 	rec.Variables, rec.VariableNames = ov.read()

@@ -82,6 +82,9 @@ type OriginateRecord struct {
 	Functions []FunctionWrite
 	Headers   map[string]string // all headers as received (repeated ones joined with ",")
 	At        time.Time
+	// Trunk is the carrier the Originate went to ("" for none; TrunkAny's
+	// calls name their endpoint).
+	Trunk string
 	// Outcome is what the simulator did: the matched rule's outcome,
 	// "failed" for an unknown channel technology, "refuse" for an action
 	// answered with an error (no channel, bad timeout...).
