@@ -447,6 +447,15 @@ func TestCarrierTrunksIndependent(t *testing.T) {
 		b.RejectedCPS != 1 || any.Originates != 3 || any.RejectedCPS != 2 {
 		t.Fatalf("a %+v b %+v any %+v", a, b, any)
 	}
+	// Match: a Local channel the dialplan sends out through trunk m.
+	if err := srv.SetCarrier("m", Carrier{Match: "@out", Dead: DeadCongestion}); err != nil {
+		t.Fatal(err)
+	}
+	c.originatePJ("lm", "Local/5551001@out")
+	if tr := c.traceCalls("lm")["lm"]; tr.or.get("Reason") != "0" || !strings.HasPrefix(tr.find("Hangup").get("Channel"), "PJSIP/m-") ||
+		tr.find("Hangup").get("Cause") != "34" || srv.CarrierStats("m").RejectedDead != 1 {
+		t.Fatalf("match: %q %s", tr.names(), tr.find("Hangup"))
+	}
 	// Without a carrier a PJSIP channel is still played as before.
 	srv.RemoveCarrier(TrunkAny)
 	c.send("Action", "Originate", "ActionID", "z", "Channel", "PJSIP/1@z", "Context", "agents", "Exten", "s",
@@ -671,5 +680,29 @@ func TestCarrierConcurrentSessions(t *testing.T) {
 		if r.Trunk != "gw" {
 			t.Fatalf("record trunk %q", r.Trunk)
 		}
+	}
+}
+
+// TestCarrierShuffle: with ShuffleSeed the OriginateResponse of a carrier
+// call moves among its channel events, never before its Newchannel.
+func TestCarrierShuffle(t *testing.T) {
+	srv := newServer(t, Config{ShuffleSeed: 7, Rules: []Rule{{Outcome: OutcomeBusy}}, Carriers: map[string]Carrier{"gw": {}}})
+	c := dial(t, srv)
+	c.loginDrain()
+	var aids []string
+	for i := range 20 {
+		aids = append(aids, fmt.Sprintf("sh%d", i))
+		c.originatePJ(aids[i], "PJSIP/5551001@gw")
+	}
+	orders := map[string]bool{}
+	for aid, tr := range c.traceCalls(aids...) {
+		names := tr.names()
+		orders[names] = true
+		if !strings.HasPrefix(names, "Newchannel ") || len(tr.events) != 4 {
+			t.Fatalf("%s: %q", aid, names)
+		}
+	}
+	if len(orders) < 2 {
+		t.Fatalf("one order only: %v", orders)
 	}
 }
