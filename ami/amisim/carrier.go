@@ -469,6 +469,7 @@ func (c *call) startPJSIP() {
 		return
 	}
 	c.pj.held = v == admitOK
+	c.tech = "PJSIP" // a Match-routed Local dial string too: Status shows the carrier leg
 	c.seq = s.chanSeq.Add(1) - 1
 	var hex [8]byte
 	const digits = "0123456789abcdef"

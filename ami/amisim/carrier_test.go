@@ -335,6 +335,12 @@ func TestCarrierMaxChannels(t *testing.T) {
 			}
 		}
 	}
+	c.send("Action", "Status", "ActionID", "st", "Channel", name)
+	stEv, _ := c.until(func(m amiMsg) bool { return m.event() == "Status" })
+	if stEv.get("Type") != "PJSIP" || stEv.get("Channel") != name || stEv.get("ChannelStateDesc") != "Up" {
+		t.Fatalf("Status %s", stEv)
+	}
+	c.until(func(m amiMsg) bool { return m.event() == "StatusComplete" })
 	c.send("Action", "Hangup", "ActionID", "hup", "Channel", name)
 	h, _ := c.until(func(m amiMsg) bool { return m.event() == "Hangup" && m.get("Channel") == name })
 	if h.get("Cause") != "16" {
