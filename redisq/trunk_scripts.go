@@ -86,6 +86,8 @@ return {1, 0, t[1], t[2], chans}
 // added back, because a lease released while this renewal was on its way
 // must stay released; the caller logs them. The ZSET's own TTL follows its
 // newest expiry, so a trunk nobody dials any more leaves nothing behind.
+// Two commands whatever the batch (ZMSCORE, ZADD; Redis ≥ 6.2): the
+// renewal of a busy daemon's calls is one short script every few seconds.
 var trunkRenewScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -93,16 +95,18 @@ local ttl = tonumber(ARGV[1])
 local function int(x) return string.format('%d', x) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
 local exp = int(now + ttl)
-local lost, kept = {}, 0
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, 2))
+local kept, lost = {}, {}
 for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], exp, ARGV[i])
-    kept = kept + 1
+  if scores[i - 1] then
+    kept[#kept + 1] = exp
+    kept[#kept + 1] = ARGV[i]
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
-if kept > 0 then
+if #kept > 0 then
+  redis.call('ZADD', KEYS[1], unpack(kept))
   redis.call('PEXPIRE', KEYS[1], int(math.floor(ttl / 1000) + 1000))
 end
 return lost
