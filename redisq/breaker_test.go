@@ -21,10 +21,11 @@ var brT0 = time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 // brClock is a virtual clock shared by the stores of one test.
 type brClock struct{ ms atomic.Int64 }
 
-func (c *brClock) now() time.Time       { return brT0.Add(time.Duration(c.ms.Load()) * time.Millisecond) }
-func (c *brClock) set(d time.Duration)  { c.ms.Store(d.Milliseconds()) }
-func (c *brClock) since() time.Duration { return time.Duration(c.ms.Load()) * time.Millisecond }
-func (c *brClock) add(d time.Duration)  { c.ms.Add(d.Milliseconds()) }
+func (c *brClock) now() time.Time      { return brT0.Add(time.Duration(c.ms.Load()) * time.Millisecond) }
+func (c *brClock) set(d time.Duration) { c.ms.Store(d.Milliseconds()) }
+func (c *brClock) add(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+// brStore is a daemon's view of the one breaker of the tests.
 func brStore(rdb redis.Scripter, prefix string, cfg bridge.BreakerConfig, clk *brClock) *BreakerStore {
 	b := NewBreakerStore(rdb, prefix, "carrier1", "pbx1", cfg)
 	b.SetClock(clk.now)
@@ -428,8 +429,9 @@ func TestBreakerConcurrentDaemons(t *testing.T) {
 		if opened.Load() != 1 || probes.Load() != 1 {
 			t.Fatalf("round %d: %d transitions to open, %d probes; want 1 and 1", round, opened.Load(), probes.Load())
 		}
-		// The probe fails: open again, for the next round from closed… so
-		// close it by a probe success instead, every other round.
+		// The probe closes it (even rounds), or fails and opens it again
+		// (odd rounds), after which a later probe closes it: every round
+		// starts closed.
 		v := bridge.BreakerSuccess
 		if round%2 == 1 {
 			v = bridge.BreakerFailure
