@@ -176,6 +176,59 @@ func TestTrunkRateOnRealRedis(t *testing.T) {
 			trCheckRate(t, trSaturate(t, ls, 3, 5*time.Second), tc.cps, tc.burst)
 		})
 	}
+	// As the daemons will run it: one gate (one waiter) per daemon, many
+	// calls queued in each.
+	t.Run("gates", func(t *testing.T) {
+		t.Parallel()
+		ls := trLimiters(t, addr, prefix, "gated", 3, TrunkLimits{CPS: 4, Burst: 1, MaxChannels: 1000})
+		trCheckRate(t, trSaturateGates(t, ls, 5, 5*time.Second), 4, 1)
+	})
+}
+
+// trSaturateGates is trSaturate through one TrunkGate per limiter, with
+// calls goroutines queued in each.
+func trSaturateGates(t *testing.T, ls []*TrunkLimiter, calls int, d time.Duration) []time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		grants []time.Time
+		wg     sync.WaitGroup
+	)
+	for li, l := range ls {
+		gate := NewTrunkGate(l)
+		runCtx, stop := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() { _ = gate.Run(runCtx); close(ran) }()
+		defer func() { stop(); <-ran }()
+		for c := 0; c < calls; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ctx.Err() == nil; n++ {
+					lease := fmt.Sprintf("d%d-c%d-%d", li, c, n)
+					g, err := gate.Acquire(ctx, lease)
+					if err != nil {
+						if ctx.Err() == nil {
+							t.Error(err)
+						}
+						return
+					}
+					mu.Lock()
+					grants = append(grants, g.At)
+					mu.Unlock()
+					if err := gate.Release(context.Background(), lease); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	slices.SortFunc(grants, func(a, b time.Time) int { return a.Compare(b) })
+	return grants
 }
 
 // Twelve goroutines on three clients fight for three channels: the calls

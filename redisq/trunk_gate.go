@@ -1,0 +1,195 @@
+package redisq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTrunkChannelPoll is how often a gate whose trunk is full asks again
+// when no local Release woke it: another daemon's release is not announced
+// (Redis pub/sub would be one more connection per daemon and one more thing
+// to fail), so a full trunk costs a daemon 20 scripts a second, and a slot
+// another host frees is used within 50 ms.
+const DefaultTrunkChannelPoll = 50 * time.Millisecond
+
+// ErrTrunkGateStopped is Acquire's error once the gate's Run has returned.
+var ErrTrunkGateStopped = errors.New("trunk gate stopped")
+
+// TrunkGate is one daemon's single waiter on a trunk: the daemon's calls
+// queue in it, in order, and one goroutine (Run) takes them through the
+// limiter one at a time, sleeping exactly what a refusal says. So a daemon
+// asks Redis at most once per token interval while waiting, however many
+// calls wait, and no call polls.
+type TrunkGate struct {
+	lim     *TrunkLimiter
+	reqs    chan *gateReq
+	freed   chan struct{} // a local Release: a slot may be free
+	stopped chan struct{}
+	poll    time.Duration
+	queued  atomic.Int64
+}
+
+type gateReq struct {
+	ctx   context.Context
+	lease string
+	done  chan gateResp // buffered: the waiter never blocks on a caller
+
+	mu        sync.Mutex
+	gone      bool // the caller left: a grant must be released
+	delivered bool // a response is in done
+}
+
+type gateResp struct {
+	g   TrunkGrant
+	err error
+}
+
+// NewTrunkGate builds the gate of one daemon on the limiter's trunk; start
+// its Run.
+func NewTrunkGate(lim *TrunkLimiter) *TrunkGate {
+	return &TrunkGate{
+		lim:     lim,
+		reqs:    make(chan *gateReq),
+		freed:   make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		poll:    DefaultTrunkChannelPoll,
+	}
+}
+
+// SetChannelPoll changes DefaultTrunkChannelPoll (tests). Call before Run.
+func (g *TrunkGate) SetChannelPoll(d time.Duration) {
+	if d > 0 {
+		g.poll = d
+	}
+}
+
+// Limiter is the gate's limiter.
+func (g *TrunkGate) Limiter() *TrunkLimiter { return g.lim }
+
+// Queued is the number of calls waiting in the gate now (for the claim
+// loop's "can the trunk dial what I would claim" and the monitor).
+func (g *TrunkGate) Queued() int { return int(g.queued.Load()) }
+
+// Acquire waits its turn, then until the trunk grants lease a slot and a
+// token. It returns a grant, or an error with nothing held: ctx's error
+// when ctx ends first (the caller's ring-time budget), the limiter's when
+// Redis fails, ErrTrunkGateStopped after Run returned.
+func (g *TrunkGate) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
+	g.queued.Add(1)
+	defer g.queued.Add(-1)
+	r := &gateReq{ctx: ctx, lease: lease, done: make(chan gateResp, 1)}
+	select {
+	case g.reqs <- r:
+	case <-ctx.Done():
+		return TrunkGrant{}, ctx.Err()
+	case <-g.stopped:
+		return TrunkGrant{}, ErrTrunkGateStopped
+	}
+	select {
+	case resp := <-r.done:
+		return resp.g, resp.err
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	if !r.delivered {
+		r.gone = true // the waiter releases what it may still get
+		r.mu.Unlock()
+		return TrunkGrant{}, ctx.Err()
+	}
+	r.mu.Unlock()
+	// Granted as ctx ended: the caller will not dial, give the slot back.
+	if resp := <-r.done; resp.err == nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := g.Release(rctx, lease); err != nil {
+			return TrunkGrant{}, errors.Join(ctx.Err(), err)
+		}
+	}
+	return TrunkGrant{}, ctx.Err()
+}
+
+// Release gives back leases' slots and wakes the waiter, which may be
+// waiting for one.
+func (g *TrunkGate) Release(ctx context.Context, leases ...string) error {
+	err := g.lim.Release(ctx, leases...)
+	select {
+	case g.freed <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// Run is the waiter; it returns when ctx ends. Redis calls use ctx, not the
+// caller's: a script cut off by the caller's deadline may have granted, and
+// its slot would then stay taken until its lease expired.
+func (g *TrunkGate) Run(ctx context.Context) error {
+	defer close(g.stopped)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-g.reqs:
+			g.serve(ctx, r)
+		}
+	}
+}
+
+// serve takes one request to a grant, an error, or its caller's departure.
+func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
+	for {
+		if r.ctx.Err() != nil {
+			g.deliver(ctx, r, gateResp{err: r.ctx.Err()})
+			return
+		}
+		gr, err := g.lim.Acquire(ctx, r.lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", ErrTrunkGateStopped, err)
+			}
+			g.deliver(ctx, r, gateResp{err: err})
+			return
+		}
+		if gr.OK {
+			g.deliver(ctx, r, gateResp{g: gr})
+			return
+		}
+		var wake <-chan struct{}
+		wait := gr.Wait
+		if gr.Refused == TrunkNoChannel {
+			wake, wait = g.freed, min(wait, g.poll)
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-t.C:
+		case <-wake:
+		case <-r.ctx.Done():
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			g.deliver(ctx, r, gateResp{err: ErrTrunkGateStopped})
+			return
+		}
+	}
+}
+
+// deliver hands the response over, or releases a grant nobody waits for.
+func (g *TrunkGate) deliver(ctx context.Context, r *gateReq, resp gateResp) {
+	r.mu.Lock()
+	if !r.gone {
+		r.delivered = true
+		r.done <- resp
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	if resp.err == nil && r.lease != "" {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = g.lim.Release(rctx, r.lease) // failing, the lease expires unrenewed
+	}
+}
