@@ -29,6 +29,13 @@ const (
 // with thousands of calls in flight does not block Redis for long in one go.
 const renewBatch = 500
 
+// TrunkCommands are the commands the limiter runs (inside its scripts, which
+// Redis checks against the caller's ACL, and ZREM) beyond the ones in
+// DaemonCommands: a daemon's ACL user on a trunk needs both lists.
+var TrunkCommands = []string{
+	"time", "zadd", "zrem", "zscore", "zmscore", "zcard", "zcount", "zrange", "zremrangebyscore",
+}
+
 // TrunkLimits are a trunk's shared limits (config.Trunk, without the
 // settings types: this package does not depend on config).
 type TrunkLimits struct {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,5 +398,101 @@ func TestTrunkLeaseExpiryOnRealRedis(t *testing.T) {
 	stopRenew()
 	if err := <-renewDone; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A daemon's ACL user (DaemonCommands + TrunkCommands, keys under its
+// prefix) can run every limiter path: Redis refuses a command inside a
+// script that the caller may not run.
+func TestTrunkLimiterAsACLUser(t *testing.T) {
+	addr, prefix := trReal(t)
+	ctx := rqCtx(t)
+	admin := trClient(t, addr)
+	user := prefix + "-user"
+	rules := append([]any{"ACL", "SETUSER", user, ">pw-" + user}, func() []any {
+		var r []any
+		for _, rule := range ACLSetUser(prefix) {
+			r = append(r, rule)
+		}
+		for _, c := range TrunkCommands {
+			r = append(r, "+"+c)
+		}
+		return r
+	}()...)
+	if err := admin.Do(ctx, rules...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: "pw-" + user, DisableIdentity: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.ScriptFlush(ctx).Err(); err == nil {
+		t.Fatal("the test user may flush scripts: the ACL is not applied")
+	}
+	l, err := NewTrunkLimiter(rdb, prefix, "acl", TrunkLimits{CPS: 1, MaxChannels: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { _, err := l.Acquire(ctx, "a"); return err },
+		func() error { _, err := l.Acquire(ctx, "b"); return err }, // no channel: ZRANGE
+		func() error { _, err := l.Renew(ctx, []string{"a", "x"}); return err },
+		func() error { _, err := l.Usage(ctx); return err },
+		func() error { return l.Release(ctx, "a") },
+		func() error { _, err := l.Acquire(ctx, "c"); return err }, // no token
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// On Redis Cluster ($DIALBRIDGE_TEST_REDIS_CLUSTER: seed host:port list,
+// comma-separated; skipped without it) every limiter script is legal: its
+// keys share the trunk's hash tag, and trunks land on different nodes.
+func TestTrunkLimiterOnRedisCluster(t *testing.T) {
+	seeds := os.Getenv("DIALBRIDGE_TEST_REDIS_CLUSTER")
+	if seeds == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS_CLUSTER not set")
+	}
+	ctx := rqCtx(t)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(seeds, ","), DisableIdentity: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	prefix := "trcluster" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	nodes := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		name := "t" + strconv.Itoa(i)
+		l, err := NewTrunkLimiter(rdb, prefix, name, TrunkLimits{CPS: 2, MaxChannels: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := l.Keys()
+		t.Cleanup(func() { rdb.Del(context.Background(), k.TAT()); rdb.Del(context.Background(), k.Leases()); rdb.Del(context.Background(), k.Stats()) })
+		if g, err := l.Acquire(ctx, "a"); err != nil || !g.OK {
+			t.Fatalf("%s: %+v %v", name, g, err)
+		}
+		if g, err := l.Acquire(ctx, "b"); err != nil || g.Refused != TrunkNoChannel {
+			t.Fatalf("%s: %+v %v", name, g, err)
+		}
+		if lost, err := l.Renew(ctx, []string{"a", "b"}); err != nil || len(lost) != 1 {
+			t.Fatalf("%s: renew %v %v", name, lost, err)
+		}
+		if err := l.Release(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := l.Acquire(ctx, "b"); err != nil || g.Refused != TrunkNoToken || g.Wait <= 0 || g.Wait > 500*time.Millisecond {
+			t.Fatalf("%s: %+v %v", name, g, err)
+		}
+		if u, err := l.Usage(ctx); err != nil || u.Granted != 1 || u.Channels != 0 {
+			t.Fatalf("%s: usage %+v %v", name, u, err)
+		}
+		node, err := rdb.MasterForKey(ctx, k.TAT())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[node.Options().Addr] = true
+	}
+	t.Logf("8 trunks on %d nodes", len(nodes))
+	if len(nodes) < 2 {
+		t.Fatalf("all trunks on one node %v: the test proves nothing", nodes)
 	}
 }
