@@ -466,7 +466,11 @@ func TestTrunkLimiterOnRedisCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		k := l.Keys()
-		t.Cleanup(func() { rdb.Del(context.Background(), k.TAT()); rdb.Del(context.Background(), k.Leases()); rdb.Del(context.Background(), k.Stats()) })
+		t.Cleanup(func() {
+			rdb.Del(context.Background(), k.TAT())
+			rdb.Del(context.Background(), k.Leases())
+			rdb.Del(context.Background(), k.Stats())
+		})
 		if g, err := l.Acquire(ctx, "a"); err != nil || !g.OK {
 			t.Fatalf("%s: %+v %v", name, g, err)
 		}
