@@ -106,6 +106,15 @@ type TrunkUsage struct {
 // round trip. It keeps no state of its own; it is safe for concurrent use.
 //
 // Every daemon must be given the same limits: the script uses the caller's.
+//
+// What the bounds rest on: one Redis clock. n grants in any window of W
+// seconds are at most ⌊burst + W·cps⌋ — at a whole cps, for W = 0.97 s, the
+// contract's cps + burst − 1 (a fractional cps keeps the 1/cps spacing, but
+// e.g. 1.5 cps allows 2 in 0.97 s). A step back of Redis's clock only delays
+// grants; a step forward allows at most burst at once. A failover to a
+// replica that missed the last writes, or whose clock differs, can grant a
+// few tokens early and forget leases taken just before it: a moment over
+// the limits, then the schedule holds again.
 type TrunkLimiter struct {
 	rdb      redis.UniversalClient
 	keys     TrunkKeys
@@ -151,9 +160,12 @@ func (l *TrunkLimiter) Limits() TrunkLimits { return l.lim }
 // Acquire takes, in one script, a channel slot held by lease and a token
 // for one Originate; or neither, saying why and how long to wait. Call it
 // right before writing the Originate, so the spacing holds at the AMI wire.
-// The lease id must be unique per Originate attempt (a retried Acquire with
-// the same id is recognised and takes nothing more); lease may be empty only
-// when the trunk has no channel cap (then no slot is recorded).
+// The lease id names the call on the trunk, the same from every daemon
+// ("<cell>:<call id>" is unique, and lets a daemon that adopts the call
+// keep its slot, see Adopt). A retried Acquire with a lease already held is
+// recognised and takes nothing more, so another attempt of the same call
+// (after Asterisk refused the action) releases the lease first. lease may
+// be empty only when the trunk has no channel cap (then no slot is kept).
 func (l *TrunkLimiter) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
 	if lease == "" && l.lim.MaxChannels > 0 {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
@@ -225,6 +237,28 @@ func (l *TrunkLimiter) Renew(ctx context.Context, leases []string) (lost []strin
 		lost = append(lost, v...)
 	}
 	return lost, nil
+}
+
+// Adopt holds leases for LeaseTTL from now whether they are held or not, and
+// whatever the cap: for the live calls of a dead daemon that recovery adopts
+// (contract: an adopted call keeps its trunk channel slot). Their leases
+// may have expired before the adoption (12-15 s after the death; recovery
+// has 15 s), and the calls are on the carrier either way, so they count
+// again even when that puts the trunk over its cap for a while. Then Renew
+// them with the daemon's other leases.
+func (l *TrunkLimiter) Adopt(ctx context.Context, leases []string) error {
+	for start := 0; start < len(leases); start += renewBatch {
+		batch := leases[start:min(start+renewBatch, len(leases))]
+		args := make([]any, 0, len(batch)+1)
+		args = append(args, l.leaseTTL.Microseconds())
+		for _, s := range batch {
+			args = append(args, s)
+		}
+		if err := trunkAdoptScript.Run(ctx, l.rdb, []string{l.keys.Leases()}, args...).Err(); err != nil {
+			return fmt.Errorf("trunk %s: adopt: %w", l.keys.Name(), err)
+		}
+	}
+	return nil
 }
 
 // Usage reads the trunk's rate and channels in use.

@@ -23,7 +23,8 @@ var ErrTrunkGateStopped = errors.New("trunk gate stopped")
 // queue in it, in order, and one goroutine (Run) takes them through the
 // limiter one at a time, sleeping exactly what a refusal says. So a daemon
 // asks Redis at most once per token interval while waiting, however many
-// calls wait, and no call polls.
+// calls wait, and no call polls. It also knows the leases the daemon holds,
+// so the heartbeat renews them all with one call (Renew).
 type TrunkGate struct {
 	lim     *TrunkLimiter
 	reqs    chan *gateReq
@@ -31,6 +32,9 @@ type TrunkGate struct {
 	stopped chan struct{}
 	poll    time.Duration
 	queued  atomic.Int64
+
+	mu   sync.Mutex
+	held map[string]struct{} // leases granted or adopted, not released
 }
 
 type gateReq struct {
@@ -57,6 +61,7 @@ func NewTrunkGate(lim *TrunkLimiter) *TrunkGate {
 		freed:   make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		poll:    DefaultTrunkChannelPoll,
+		held:    map[string]struct{}{},
 	}
 }
 
@@ -112,15 +117,65 @@ func (g *TrunkGate) Acquire(ctx context.Context, lease string) (TrunkGrant, erro
 	return TrunkGrant{}, ctx.Err()
 }
 
+// Held is the number of leases the daemon holds on the trunk.
+func (g *TrunkGate) Held() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.held)
+}
+
 // Release gives back leases' slots and wakes the waiter, which may be
 // waiting for one.
 func (g *TrunkGate) Release(ctx context.Context, leases ...string) error {
+	g.mu.Lock()
+	for _, l := range leases {
+		delete(g.held, l)
+	}
+	g.mu.Unlock()
 	err := g.lim.Release(ctx, leases...)
 	select {
 	case g.freed <- struct{}{}:
 	default:
 	}
 	return err
+}
+
+// Renew extends every lease the daemon holds: the heartbeat calls it every
+// DefaultTrunkRenewEvery. It returns the leases Redis no longer had (the
+// daemon was cut off longer than the lease TTL): they are forgotten, and
+// their calls go on over the cap until they end; the caller logs them. A
+// lease released while the renewal was on its way is not reported.
+func (g *TrunkGate) Renew(ctx context.Context) (lost []string, err error) {
+	g.mu.Lock()
+	leases := make([]string, 0, len(g.held))
+	for l := range g.held {
+		leases = append(leases, l)
+	}
+	g.mu.Unlock()
+	gone, err := g.lim.Renew(ctx, leases)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range gone {
+		if _, ok := g.held[l]; ok {
+			delete(g.held, l)
+			lost = append(lost, l)
+		}
+	}
+	return lost, err
+}
+
+// Adopt takes over leases of calls recovery adopted (TrunkLimiter.Adopt),
+// and renews them from then on.
+func (g *TrunkGate) Adopt(ctx context.Context, leases ...string) error {
+	if err := g.lim.Adopt(ctx, leases); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	for _, l := range leases {
+		g.held[l] = struct{}{}
+	}
+	g.mu.Unlock()
+	return nil
 }
 
 // Run is the waiter; it returns when ctx ends. Redis calls use ctx, not the
@@ -181,6 +236,11 @@ func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
 func (g *TrunkGate) deliver(ctx context.Context, r *gateReq, resp gateResp) {
 	r.mu.Lock()
 	if !r.gone {
+		if resp.err == nil && r.lease != "" {
+			g.mu.Lock()
+			g.held[r.lease] = struct{}{}
+			g.mu.Unlock()
+		}
 		r.delivered = true
 		r.done <- resp
 		r.mu.Unlock()

@@ -179,3 +179,44 @@ func TestTrunkGateStopped(t *testing.T) {
 		t.Fatalf("after stop: %v", err)
 	}
 }
+
+// The gate knows what the daemon holds: its heartbeat renews it all, and a
+// lease Redis lost is reported once.
+func TestTrunkGateRenewsWhatItHolds(t *testing.T) {
+	m, rdb := rqRedis(t)
+	g, _ := trGate(t, rdb, TrunkLimits{MaxChannels: 10})
+	ctx := rqCtx(t)
+	for _, lease := range []string{"a", "b", "c"} {
+		if gr, err := g.Acquire(ctx, lease); err != nil || !gr.OK {
+			t.Fatal(gr, err)
+		}
+	}
+	if err := g.Adopt(ctx, "z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Release(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if g.Held() != 3 {
+		t.Fatalf("held %d", g.Held())
+	}
+	before, _ := m.ZScore(g.Limiter().Keys().Leases(), "a")
+	rqEventually(t, 10*time.Second, "Redis's clock to move", func() bool {
+		lost, err := g.Renew(ctx)
+		if err != nil || len(lost) != 0 {
+			t.Fatalf("lost %v, %v", lost, err)
+		}
+		after, _ := m.ZScore(g.Limiter().Keys().Leases(), "a")
+		return after > before
+	})
+	// Redis loses c (as after a long cut-off): reported once, then forgotten.
+	if err := g.Limiter().Release(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := g.Renew(ctx); err != nil || !slices.Equal(lost, []string{"c"}) {
+		t.Fatalf("lost %v, %v", lost, err)
+	}
+	if lost, err := g.Renew(ctx); err != nil || len(lost) != 0 || g.Held() != 2 {
+		t.Fatalf("second renewal: lost %v, %v, held %d", lost, err, g.Held())
+	}
+}

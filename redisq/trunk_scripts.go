@@ -112,6 +112,27 @@ end
 return lost
 `)
 
+// trunkAdoptScript holds leases from now on, held or not, over the cap.
+//
+//	KEYS[1] leases   ARGV[1] lease TTL µs   ARGV[2…] lease ids
+var trunkAdoptScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[1])
+local function int(x) return string.format('%d', x) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
+local exp, args = int(now + ttl), {}
+for i = 2, #ARGV do
+  args[#args + 1] = exp
+  args[#args + 1] = ARGV[i]
+end
+if #args > 0 then
+  redis.call('ZADD', KEYS[1], unpack(args))
+  redis.call('PEXPIRE', KEYS[1], int(math.floor(ttl / 1000) + 1000))
+end
+return #args / 2
+`)
+
 // trunkUsageScript reads what the monitor and the metrics show.
 //
 //	KEYS[1] tat   KEYS[2] leases   KEYS[3] stats

@@ -329,3 +329,28 @@ func TestTrunkRefusalString(t *testing.T) {
 		}
 	}
 }
+
+// Recovery's adopter keeps an adopted call's slot, even one that expired
+// and even over the cap: the call is on the carrier.
+func TestTrunkAdopt(t *testing.T) {
+	ctx := context.Background()
+	c := newTrClock(t)
+	l := c.limiter("t", TrunkLimits{MaxChannels: 1})
+	trWant(t, l, "101:c1", TrunkGranted, 0) // the daemon that dies
+	c.advance(DefaultTrunkLeaseTTL)
+	trWant(t, l, "101:c2", TrunkGranted, 0) // its slot came back, and was taken
+	if err := l.Adopt(ctx, []string{"101:c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := l.Usage(ctx); u.Channels != 2 {
+		t.Fatalf("channels %d after adopting over the cap", u.Channels)
+	}
+	trWant(t, l, "101:c3", TrunkNoChannel, DefaultTrunkLeaseTTL)
+	c.advance(DefaultTrunkRenewEvery)
+	if lost, err := l.Renew(ctx, []string{"101:c1"}); err != nil || len(lost) != 0 {
+		t.Fatalf("renew adopted: %v %v", lost, err)
+	}
+	if err := l.Adopt(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
