@@ -30,11 +30,12 @@ type TrunkGate struct {
 	reqs    chan *gateReq
 	freed   chan struct{} // a local Release: a slot may be free
 	stopped chan struct{}
-	poll    time.Duration
+	poll    atomic.Int64 // time.Duration
 	queued  atomic.Int64
 
 	mu   sync.Mutex
-	held map[string]struct{} // leases granted or adopted, not released
+	held map[string]uint64 // leases granted or adopted, not released → when taken
+	gen  uint64
 }
 
 type gateReq struct {
@@ -55,20 +56,21 @@ type gateResp struct {
 // NewTrunkGate builds the gate of one daemon on the limiter's trunk; start
 // its Run.
 func NewTrunkGate(lim *TrunkLimiter) *TrunkGate {
-	return &TrunkGate{
+	g := &TrunkGate{
 		lim:     lim,
 		reqs:    make(chan *gateReq),
 		freed:   make(chan struct{}, 1),
 		stopped: make(chan struct{}),
-		poll:    DefaultTrunkChannelPoll,
-		held:    map[string]struct{}{},
+		held:    map[string]uint64{},
 	}
+	g.poll.Store(int64(DefaultTrunkChannelPoll))
+	return g
 }
 
-// SetChannelPoll changes DefaultTrunkChannelPoll (tests). Call before Run.
+// SetChannelPoll changes DefaultTrunkChannelPoll (tests).
 func (g *TrunkGate) SetChannelPoll(d time.Duration) {
 	if d > 0 {
-		g.poll = d
+		g.poll.Store(int64(d))
 	}
 }
 
@@ -144,11 +146,14 @@ func (g *TrunkGate) Release(ctx context.Context, leases ...string) error {
 // DefaultTrunkRenewEvery. It returns the leases Redis no longer had (the
 // daemon was cut off longer than the lease TTL): they are forgotten, and
 // their calls go on over the cap until they end; the caller logs them. A
-// lease released while the renewal was on its way is not reported.
+// lease released while the renewal was on its way is not reported, nor one
+// released and taken again (another attempt of its call) meanwhile.
 func (g *TrunkGate) Renew(ctx context.Context) (lost []string, err error) {
 	g.mu.Lock()
+	snap := make(map[string]uint64, len(g.held))
 	leases := make([]string, 0, len(g.held))
-	for l := range g.held {
+	for l, gen := range g.held {
+		snap[l] = gen
 		leases = append(leases, l)
 	}
 	g.mu.Unlock()
@@ -156,12 +161,20 @@ func (g *TrunkGate) Renew(ctx context.Context) (lost []string, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, l := range gone {
-		if _, ok := g.held[l]; ok {
+		if gen, ok := g.held[l]; ok && gen == snap[l] {
 			delete(g.held, l)
 			lost = append(lost, l)
 		}
 	}
 	return lost, err
+}
+
+// hold records leases as held (g.mu held).
+func (g *TrunkGate) hold(leases ...string) {
+	for _, l := range leases {
+		g.gen++
+		g.held[l] = g.gen
+	}
 }
 
 // Adopt takes over leases of calls recovery adopted (TrunkLimiter.Adopt),
@@ -171,9 +184,7 @@ func (g *TrunkGate) Adopt(ctx context.Context, leases ...string) error {
 		return err
 	}
 	g.mu.Lock()
-	for _, l := range leases {
-		g.held[l] = struct{}{}
-	}
+	g.hold(leases...)
 	g.mu.Unlock()
 	return nil
 }
@@ -215,7 +226,7 @@ func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
 		var wake <-chan struct{}
 		wait := gr.Wait
 		if gr.Refused == TrunkNoChannel {
-			wake, wait = g.freed, min(wait, g.poll)
+			wake, wait = g.freed, min(wait, time.Duration(g.poll.Load()))
 		}
 		t := time.NewTimer(max(wait, 0))
 		select {
@@ -238,7 +249,7 @@ func (g *TrunkGate) deliver(ctx context.Context, r *gateReq, resp gateResp) {
 	if !r.gone {
 		if resp.err == nil && r.lease != "" {
 			g.mu.Lock()
-			g.held[r.lease] = struct{}{}
+			g.hold(r.lease)
 			g.mu.Unlock()
 		}
 		r.delivered = true
