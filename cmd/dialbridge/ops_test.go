@@ -447,7 +447,7 @@ func TestOpsHealthzFlips(t *testing.T) {
 	if !strings.Contains(body, `"ami":"down`) || !strings.Contains(body, `"redis":"up"`) {
 		t.Fatalf("AMI down: %s", body)
 	}
-	sim, err := amisim.New(h.simCfg)
+	sim, err := restartSim(t, h.simCfg)
 	if err != nil {
 		t.Fatalf("restart the AMI simulator on %s: %v", h.simCfg.Addr, err)
 	}
@@ -548,7 +548,7 @@ func TestOpsNotifyReady(t *testing.T) {
 		t.Fatalf("before ready: %q", got)
 	}
 	// AMI back, Redis still down: not ready.
-	sim, err := amisim.New(h.simCfg)
+	sim, err := restartSim(t, h.simCfg)
 	if err != nil {
 		t.Fatalf("restart the AMI simulator: %v", err)
 	}

@@ -26,6 +26,22 @@ func authRedis(t *testing.T) (string, int) {
 	return host, p
 }
 
+// restartSim starts the AMI simulator again on the address it had. The
+// port is free once the old one closed, but until it is bound again any
+// outgoing connection of the machine may take it as its ephemeral port:
+// retry for a while instead of failing on that coincidence.
+func restartSim(t *testing.T, cfg amisim.Config) (*amisim.Server, error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sim, err := amisim.New(cfg)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			return sim, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // notes collects sd_notify messages.
 type notes struct {
 	mu  sync.Mutex
@@ -168,7 +184,7 @@ func TestWatchdogFollowsTheLoops(t *testing.T) {
 	}
 	// Back up, then the claim loop hangs: feeding stops once it has been
 	// silent for the stall limit.
-	sim, err := amisim.New(amisim.Config{Addr: h.sim.Addr(), AuthDelay: 10 * time.Millisecond})
+	sim, err := restartSim(t, amisim.Config{Addr: h.sim.Addr(), AuthDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
