@@ -17,9 +17,10 @@ import (
 // renewed at most one period before it died, so its slots count as free
 // again between TTL − every and TTL after the kill: 12–15 s, never more than
 // 15 s — the contract's recovery bound, by which time a live daemon of the
-// cell has adopted or settled the dead one's calls. Five missed renewals
-// (a Redis failover, a stalled host) are tolerated before a live call's
-// slot is lost.
+// cell has adopted or settled the dead one's calls (an adopter that comes
+// after the expiry takes the slot back with Adopt). A live daemon may miss
+// four renewals in a row (a Redis failover, a stalled host) before one of
+// its calls' slots is lost.
 const (
 	DefaultTrunkLeaseTTL   = 15 * time.Second
 	DefaultTrunkRenewEvery = DefaultHeartbeatEvery
