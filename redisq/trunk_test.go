@@ -3,6 +3,8 @@ package redisq
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
@@ -352,5 +354,56 @@ func TestTrunkAdopt(t *testing.T) {
 	}
 	if err := l.Adopt(ctx, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Random request times against the GCRA bounds, for several rates and
+// bursts: in any window of W at most ⌊burst + W·cps⌋ grants, and a refusal's
+// Wait is exact (refused a microsecond before, granted at it).
+func TestTrunkRateProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 2026))
+	for _, lim := range []TrunkLimits{{CPS: 1, Burst: 1}, {CPS: 4, Burst: 1}, {CPS: 2.5, Burst: 2}, {CPS: 10, Burst: 5}, {CPS: 50, Burst: 3}} {
+		t.Run(fmt.Sprintf("cps%g-burst%d", lim.CPS, lim.Burst), func(t *testing.T) {
+			c := newTrClock(t)
+			l := c.limiter("p", lim)
+			var grants []time.Time
+			interval := time.Duration(float64(time.Second) / lim.CPS)
+			for len(grants) < 200 {
+				// Mostly bursts of requests, sometimes an idle gap.
+				c.advance(time.Duration(rng.Int64N(int64(interval))) / time.Duration(1+rng.IntN(4)))
+				if rng.IntN(20) == 0 {
+					c.advance(time.Duration(rng.Int64N(int64(3 * time.Second))))
+				}
+				g, err := l.Acquire(context.Background(), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if g.OK {
+					grants = append(grants, g.At)
+					continue
+				}
+				if g.Refused != TrunkNoToken || g.Wait <= 0 || g.Wait > time.Duration(lim.Burst)*interval+time.Microsecond {
+					t.Fatalf("refusal %+v", g)
+				}
+				if rng.IntN(3) == 0 { // check the wait is exact
+					c.advance(g.Wait - time.Microsecond)
+					trWant(t, l, "", TrunkNoToken, time.Microsecond)
+					c.advance(time.Microsecond)
+					grants = append(grants, trWant(t, l, "", TrunkGranted, 0).At)
+				}
+			}
+			for _, w := range []time.Duration{0, 100 * time.Millisecond, 970 * time.Millisecond, time.Second, 5 * time.Second} {
+				limit := int(math.Floor(float64(lim.Burst) + w.Seconds()*lim.CPS + 1e-9))
+				for i := range grants {
+					n := 0
+					for j := i; j < len(grants) && grants[j].Sub(grants[i]) <= w; j++ {
+						n++
+					}
+					if n > limit {
+						t.Fatalf("%d grants within %v from grant %d, limit %d", n, w, i, limit)
+					}
+				}
+			}
+		})
 	}
 }
