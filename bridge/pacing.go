@@ -1,0 +1,147 @@
+package bridge
+
+import "time"
+
+// Pacing (contract section 6): how many calls a cell keeps dialing at once.
+// The pacer is a pure function of what it observes — the operators, the
+// calls, the measured rates — returning the budget; the daemon feeds it from
+// the call queue manager and Redis every second, and the call-center
+// simulation (benchmark/callcenter) feeds it in virtual time with the same
+// code. threads and the trunk's limits stay hard caps on top of it.
+
+// PacingMode is queues[].pacing.mode.
+type PacingMode string
+
+// The pacing modes of contract section 6.
+const (
+	PacingNone        PacingMode = "none"        // threads: every command dialed as it arrives (v1)
+	PacingProgressive PacingMode = "progressive" // available − waiting
+	PacingRatio       PacingMode = "ratio"       // ⌊ratio × available⌋ − waiting
+	PacingPredictive  PacingMode = "predictive"  // the controller (docs/PACING.md)
+)
+
+// PacingSettings are a cell's pacing settings with defaults applied.
+type PacingSettings struct {
+	Mode         PacingMode
+	Ratio        float64       // ratio mode; > 0
+	MaxLevel     float64       // most calls dialing per logged-in operator; default 3.0
+	MaxAbandon   float64       // abandon-rate cap, e.g. 0.03
+	AbandonAfter time.Duration // the regulators' 2 s
+	Window       time.Duration // the sliding window of the abandon rate; default 30 m
+	Threads      int           // hard cap
+}
+
+// PacingObservation is what the pacer sees at one instant. Counts are for
+// the whole cell (every daemon of it). Measured rates are over the recent
+// past; zero values mean "not measured yet" and the pacer must be careful
+// with them (no operator logged in → nothing dialed).
+type PacingObservation struct {
+	Now time.Time
+
+	// Operators logged in, by state (contract section 5).
+	Available, Ringing, Busy int
+	// BusyFor is, for each busy operator, how long they have been on their
+	// current call: with the talk-time distribution it says when each is
+	// likely to be free.
+	BusyFor []time.Duration
+
+	Waiting int // answered calls queued, not yet delivered to an operator
+	Dialing int // calls claimed and not yet answered or finished
+
+	// Measured over the recent past.
+	AnswerRate    float64       // answered ÷ dial attempts that ended (0..1)
+	TimeToAnswer  time.Duration // mean ring time of answered calls
+	TalkTime      time.Duration // mean talk time (answered by an operator → hangup)
+	WrapUp        time.Duration // mean time an operator stays unavailable after a call
+	OperatorDelay time.Duration // mean time from delivery to an operator's answer
+
+	// Abandon rate (abandoned ÷ answered) over the window and the day, with
+	// the answered counts they are measured on.
+	AbandonRateWindow, AbandonRateDay float64
+	AnsweredWindow, AnsweredDay       int
+}
+
+// LoggedIn is the number of operators logged in.
+func (o PacingObservation) LoggedIn() int { return o.Available + o.Ringing + o.Busy }
+
+// PacingDecision is the pacer's answer.
+type PacingDecision struct {
+	// Budget is how many calls may be dialing now (claimed, not answered
+	// or finished); no call starts while Dialing ≥ Budget.
+	Budget int
+	// Level is calls dialing per logged-in operator that Budget amounts to
+	// (for the pacing hash and the monitor).
+	Level float64
+	// HardLimit is true while the abandon rate over the window or the day
+	// has reached MaxAbandon and predictive has fallen back to progressive.
+	HardLimit bool
+	// Reason says in a few words why (for logs and the monitor).
+	Reason string
+}
+
+// PacerState is what the pacer carries from one decision to the next (the
+// predictive controller's feedback); the zero value is a fresh start.
+type PacerState struct {
+	// Gain scales the predictive controller's dialing; feedback on the
+	// measured abandon rate adjusts it.
+	Gain float64
+	// LastAt is when the last decision was made.
+	LastAt time.Time
+}
+
+// Pace decides the budget from one observation. It is pure: the same
+// settings, state and observation give the same decision.
+func Pace(s PacingSettings, st PacerState, o PacingObservation) (PacerState, PacingDecision) {
+	st.LastAt = o.Now
+	if s.Mode == "" || s.Mode == PacingNone {
+		return st, PacingDecision{Budget: s.Threads, Reason: "pacing off"}
+	}
+	if o.LoggedIn() == 0 {
+		return st, PacingDecision{Reason: "no operator logged in"}
+	}
+	var d PacingDecision
+	switch s.Mode {
+	case PacingRatio:
+		d = ratioBudget(s, o)
+	case PacingPredictive:
+		st, d = predictiveBudget(s, st, o)
+	default:
+		d = progressiveBudget(o)
+	}
+	return st, capBudget(s, o, d)
+}
+
+// progressiveBudget: one call dialing per available operator not already
+// promised to a waiting call.
+func progressiveBudget(o PacingObservation) PacingDecision {
+	return PacingDecision{Budget: o.Available - o.Waiting, Reason: "progressive"}
+}
+
+// ratioBudget: ⌊ratio × available⌋ − waiting.
+func ratioBudget(s PacingSettings, o PacingObservation) PacingDecision {
+	return PacingDecision{Budget: int(s.Ratio*float64(o.Available)) - o.Waiting, Reason: "ratio"}
+}
+
+// predictiveBudget is replaced by the controller of docs/PACING.md; until
+// then it paces as progressive.
+func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (PacerState, PacingDecision) {
+	d := progressiveBudget(o)
+	d.Reason = "predictive (progressive until the controller lands)"
+	return st, d
+}
+
+// capBudget applies the hard caps: never negative, at most MaxLevel per
+// logged-in operator, at most threads; and fills in Level.
+func capBudget(s PacingSettings, o PacingObservation, d PacingDecision) PacingDecision {
+	if s.MaxLevel > 0 {
+		d.Budget = min(d.Budget, int(s.MaxLevel*float64(o.LoggedIn())))
+	}
+	if s.Threads > 0 {
+		d.Budget = min(d.Budget, s.Threads)
+	}
+	d.Budget = max(d.Budget, 0)
+	if n := o.LoggedIn(); n > 0 {
+		d.Level = float64(d.Budget) / float64(n)
+	}
+	return d
+}
