@@ -219,6 +219,12 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	if err != nil {
 		return nil, configError{err}
 	}
+	if q.Trunk != "" {
+		// The trunk's limits and breaker are built (redisq.TrunkLimiter,
+		// BreakerStore) but not yet in the call path: dialing through a
+		// trunk without its cps and max_channels would burn the carrier.
+		return nil, configError{fmt.Errorf("queues: cell %q names trunk %q: this version does not enforce trunk limits yet (issue 14); remove queues[].trunk", cellName, q.Trunk)}
+	}
 	d := &daemon{settings: s, cellName: cellName, instance: instanceID()}
 	d.log = log.With().Str("cell", cellName).Str("instance", d.instance).Logger()
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)

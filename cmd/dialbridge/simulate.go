@@ -24,7 +24,7 @@ func runSimulateAMI(args []string) int {
 	listen := fs.String("listen", "127.0.0.1:5038", "TCP address to listen on")
 	username := fs.String("username", "dialbridge", "AMI username accepted by Login")
 	secret := fs.String("secret", "secret", "AMI secret accepted by Login")
-	rulesText := fs.String("rules", "", "outcome rules, e.g. \"suffix=1:busy;suffix=2:noanswer;answer,talk=2s\" (default: the demo mix, keyed on the last digit)")
+	rulesText := fs.String("rules", "", "outcome rules, e.g. \"suffix=1:busy;suffix=2:noanswer;answer,talk=2s\" (default: the demo mix, keyed on the last digit); carrier=<trunk>:cps=N,max=N,dead=congestion|nochannel entries model a SIP carrier per trunk, killed and revived at run time with the AMI action Command: amisim kill|revive <trunk>")
 	authDelay := fs.Duration("auth-delay", time.Second, "pause before answering a failed Login")
 	shuffleSeed := fs.Int64("shuffle-seed", 0, "non-zero: shuffle OriginateResponse among the channel events of the same instant, with this seed")
 	writeTimeout := fs.Duration("write-timeout", 100*time.Millisecond, "drop a session whose socket accepts nothing for this long (Asterisk's writetimeout; negative: never)")
@@ -51,9 +51,17 @@ func runSimulateAMI(args []string) int {
 		return 2
 	}
 	rules := amisim.DefaultMix()
+	var carriers map[string]amisim.Carrier
 	if *rulesText != "" {
 		var err error
 		if rules, err = amisim.ParseRules(*rulesText); err != nil {
+			fmt.Fprintf(os.Stderr, "dialbridge simulate-ami: --rules: %v\n", err)
+			return 2
+		}
+		// carrier=<trunk>:cps=N,max=N,dead=… entries model a SIP carrier
+		// per trunk (amisim's doc.go); at run time:
+		// Action: Command / Command: amisim kill <trunk> | revive <trunk>.
+		if carriers, err = amisim.ParseCarriers(*rulesText); err != nil {
 			fmt.Fprintf(os.Stderr, "dialbridge simulate-ami: --rules: %v\n", err)
 			return 2
 		}
@@ -72,6 +80,7 @@ func runSimulateAMI(args []string) int {
 		Username:     *username,
 		Secret:       *secret,
 		Rules:        rules,
+		Carriers:     carriers,
 		AuthDelay:    *authDelay,
 		ShuffleSeed:  *shuffleSeed,
 		WriteTimeout: *writeTimeout,
