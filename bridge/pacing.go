@@ -122,14 +122,6 @@ func ratioBudget(s PacingSettings, o PacingObservation) PacingDecision {
 	return PacingDecision{Budget: int(s.Ratio*float64(o.Available)) - o.Waiting, Reason: "ratio"}
 }
 
-// predictiveBudget is replaced by the controller of docs/PACING.md; until
-// then it paces as progressive.
-func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (PacerState, PacingDecision) {
-	d := progressiveBudget(o)
-	d.Reason = "predictive (progressive until the controller lands)"
-	return st, d
-}
-
 // capBudget applies the hard caps: never negative, at most MaxLevel per
 // logged-in operator, at most threads; and fills in Level.
 func capBudget(s PacingSettings, o PacingObservation, d PacingDecision) PacingDecision {

@@ -1,0 +1,149 @@
+package bridge
+
+import (
+	"math"
+	"time"
+)
+
+// The predictive controller (docs/PACING.md). It answers one question every
+// second: how many calls must be ringing so that, when they are answered, the
+// operators free at that moment take them — no more (abandons), no fewer
+// (operators waiting). VICIdial only reacts to idle agents minus waiting
+// calls; this model also predicts which busy operators will be free, from the
+// talk-time distribution conditioned on how long each has been busy, and
+// divides by the measured answer rate. A multiplicative gain, fed back from
+// the measured abandon rate, absorbs what the model gets wrong.
+
+const (
+	// talkSigma is the spread (σ of the logarithm) assumed for talk times:
+	// the observation carries only their mean, and call centers' talk times
+	// are close to log-normal with σ between 0.5 and 1. A wider σ than the
+	// real one makes long calls look likelier to end soon, so the gain's
+	// feedback, not this constant, is what keeps the abandon rate down.
+	talkSigma = 0.7
+	// defaultRing is the ring time assumed before one is measured.
+	defaultRing = 8 * time.Second
+	// minAnswerRate keeps the division by the answer rate bounded while it
+	// is measured on few calls.
+	minAnswerRate = 0.05
+	// Gain bounds: below 0.2 the controller is progressive anyway; above 1.5
+	// the model is trusted beyond what a 30-minute window can check.
+	gainMin, gainMax, gainStart = 0.2, 1.5, 1.0
+	// targetShare of MaxAbandon is what the feedback aims at: far enough
+	// under the cap that one unlucky window does not reach the hard limit.
+	targetShare = 0.55
+	// Feedback rates per second of the error in units of MaxAbandon: down
+	// fast (an abandon costs a customer), up slowly (the window lags 30 min,
+	// so a quick recovery would overshoot again).
+	gainDownPerSec = 1.0 / 90
+	gainUpPerSec   = 1.0 / 900
+	// minAnsweredForFeedback: an abandon rate on fewer answered calls is
+	// noise, not a signal.
+	minAnsweredForFeedback = 30
+)
+
+// predictiveBudget is the controller: see docs/PACING.md for the model.
+func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (PacerState, PacingDecision) {
+	dt := 0.0
+	if !st.LastAt.IsZero() && o.Now.After(st.LastAt) {
+		dt = min(o.Now.Sub(st.LastAt).Seconds(), 60)
+	}
+	if st.Gain == 0 {
+		st.Gain = gainStart
+	}
+	prog := progressiveBudget(o)
+	hard := s.MaxAbandon > 0 &&
+		((o.AnsweredWindow > 0 && o.AbandonRateWindow >= s.MaxAbandon) ||
+			(o.AnsweredDay > 0 && o.AbandonRateDay >= s.MaxAbandon))
+	st.Gain = feedbackGain(s, st.Gain, o, dt, hard)
+	if hard {
+		prog.HardLimit = true
+		prog.Reason = "hard limit: abandon rate at max_abandon, progressive"
+		return st, prog
+	}
+	if o.AnswerRate <= 0 || o.TalkTime <= 0 {
+		// Nothing to predict with yet: progressive measures the rates
+		// without risking an abandon.
+		prog.Reason = "predictive: measuring (progressive)"
+		return st, prog
+	}
+	a := max(o.AnswerRate, minAnswerRate)
+	ring := o.TimeToAnswer
+	if ring <= 0 {
+		ring = defaultRing
+	}
+	// A call dialed now is answered after about `ring`; an operator free up
+	// to AbandonAfter − OperatorDelay later still answers it in time.
+	slack := max(s.AbandonAfter-o.OperatorDelay, 0)
+	horizon := (ring + slack).Seconds()
+	free := float64(o.Available) + expectedFree(o.BusyFor, o.TalkTime, o.WrapUp, horizon)
+	// Operators free then, minus the answered calls already queued for
+	// them, is how many answers we want in flight; the calls dialing now
+	// are part of that.
+	want := free - float64(o.Waiting)
+	target := int(math.Floor(st.Gain * want / a))
+	d := PacingDecision{Budget: max(target, prog.Budget), Reason: "predictive"}
+	return st, d
+}
+
+// feedbackGain moves the gain towards keeping the measured abandon rate at
+// targetShare of MaxAbandon. The worse of the window and the day is used: the
+// day is what a regulator measures and it cannot be repaired later.
+func feedbackGain(s PacingSettings, g float64, o PacingObservation, dt float64, hard bool) float64 {
+	if s.MaxAbandon <= 0 || dt <= 0 {
+		return g
+	}
+	r, n := o.AbandonRateWindow, o.AnsweredWindow
+	if o.AnsweredDay >= minAnsweredForFeedback && o.AbandonRateDay > r {
+		r, n = o.AbandonRateDay, o.AnsweredDay
+	}
+	if hard {
+		return max(g*math.Exp(-gainDownPerSec*dt), gainMin)
+	}
+	if n < minAnsweredForFeedback {
+		return g
+	}
+	err := (r - targetShare*s.MaxAbandon) / s.MaxAbandon
+	if err > 0 {
+		g *= math.Exp(-gainDownPerSec * err * dt)
+	} else {
+		g *= math.Exp(-gainUpPerSec * err * dt)
+	}
+	return min(max(g, gainMin), gainMax)
+}
+
+// expectedFree is the expected number of busy operators free within horizon
+// seconds: each one's service (talk, log-normal with the measured mean, plus
+// the mean wrap-up) conditioned on having lasted busyFor so far.
+func expectedFree(busyFor []time.Duration, talk, wrap time.Duration, horizon float64) float64 {
+	mu := math.Log(talk.Seconds()) - talkSigma*talkSigma/2
+	w := wrap.Seconds()
+	var sum float64
+	for _, b := range busyFor {
+		sum += freeWithin(b.Seconds()-w, horizon, mu)
+	}
+	return sum
+}
+
+// freeWithin is P(T ≤ t+h | T > t) for T log-normal(mu, talkSigma).
+func freeWithin(t, h, mu float64) float64 {
+	surv := 1.0
+	if t > 0 {
+		surv = 1 - lognCDF(t, mu)
+	}
+	if surv < 1e-9 {
+		// Far in the tail the conditional law is flat: treat the call as
+		// ending at its usual pace rather than dividing by nothing.
+		return 0
+	}
+	end := t + h
+	if end <= 0 {
+		return 0
+	}
+	p := (lognCDF(end, mu) - (1 - surv)) / surv
+	return min(max(p, 0), 1)
+}
+
+func lognCDF(x, mu float64) float64 {
+	return 0.5 * math.Erfc(-(math.Log(x)-mu)/(talkSigma*math.Sqrt2))
+}
