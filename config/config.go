@@ -132,6 +132,12 @@ type Queue struct {
 	// Trunk names a trunks[] entry whose limits and channel the cell
 	// dials with; empty = originate.channel and no shared limits.
 	Trunk string `yaml:"trunk"`
+	// Pacing decides how many of the threads to use (contract section 6);
+	// defaults to none, every command dialed as it arrives.
+	Pacing Pacing `yaml:"pacing"`
+	// Operators replaces acd.operators for this cell: cells of one host
+	// are different teams. nil = acd.operators; see OperatorsFor.
+	Operators []Operator `yaml:"operators"`
 }
 
 // HTTPListen is the HTTP address of cell q's daemon ("" = off).
@@ -150,9 +156,13 @@ type Operator struct {
 
 // ACD is the call queue manager.
 type ACD struct {
-	Operators   []Operator `yaml:"operators"`
-	RingTimeout Duration   `yaml:"ring_timeout"`
-	Listen      string     `yaml:"listen"`
+	Operators []Operator `yaml:"operators"`
+	// StartLoggedIn false starts the configured operators logged out
+	// until they log in: a paced cell must not dial for operators who are
+	// not at their desks. true (the default) is the seed's behaviour.
+	StartLoggedIn bool     `yaml:"start_logged_in"`
+	RingTimeout   Duration `yaml:"ring_timeout"`
+	Listen        string   `yaml:"listen"`
 	// Token, when set, is what a TCP client of "queue serve" must send
 	// first (contract section 5). Required when Listen is not loopback.
 	Token Secret `yaml:"token"`
@@ -191,9 +201,10 @@ func Defaults() Settings {
 			Timeout:  Duration(30 * time.Second),
 		},
 		ACD: ACD{
-			Operators:   []Operator{{ID: "A", Tier: "operator"}, {ID: "B", Tier: "operator"}},
-			RingTimeout: Duration(10 * time.Second),
-			Listen:      "127.0.0.1:5678",
+			Operators:     []Operator{{ID: "A", Tier: "operator"}, {ID: "B", Tier: "operator"}},
+			StartLoggedIn: true,
+			RingTimeout:   Duration(10 * time.Second),
+			Listen:        "127.0.0.1:5678",
 		},
 	}
 }
@@ -255,8 +266,12 @@ func nameFields(err error, data []byte) error {
 				if path != "" {
 					p = path + "." + p
 				}
-				if _, ok := paths[n.Content[i+1].Line]; !ok || n.Content[i+1].Kind == yaml.ScalarNode {
-					paths[n.Content[i+1].Line] = p
+				// A scalar value names its line; so does a flow value
+				// inside a collection opened on the same line (pacing:
+				// {max_abandon: [3%]} is max_abandon's error, not pacing's).
+				v := n.Content[i+1]
+				if old, ok := paths[v.Line]; !ok || v.Kind == yaml.ScalarNode || strings.HasPrefix(p, old+".") {
+					paths[v.Line] = p
 				}
 				walk(n.Content[i+1], p)
 			}
@@ -394,6 +409,14 @@ func (s *Settings) Validate() error {
 		if err := checkQueueTrunk(f+".trunk", q, s.Trunks); err != nil {
 			return err
 		}
+		if err := s.Queues[i].Pacing.validate(f + ".pacing"); err != nil {
+			return err
+		}
+		if q.Operators != nil {
+			if err := validateOperators(f+".operators", q.Operators); err != nil {
+				return err
+			}
+		}
 		if q.HTTPListen != "" {
 			if _, _, err := net.SplitHostPort(q.HTTPListen); err != nil {
 				return fieldErr(f+".http_listen", "must be host:port, got %q", q.HTTPListen)
@@ -496,30 +519,8 @@ func checkChannel(field, c string) error {
 }
 
 func (a ACD) validate() error {
-	if len(a.Operators) == 0 {
-		return fieldErr("acd.operators", "needs at least one operator")
-	}
-	seen := map[string]bool{}
-	for i, op := range a.Operators {
-		f := fmt.Sprintf("acd.operators[%d]", i)
-		if op.ID == "" || strings.ContainsAny(op.ID, " \t\r\n") {
-			return fieldErr(f+".id", "must be a non-empty word, got %q", op.ID)
-		}
-		if seen[op.ID] {
-			return fieldErr(f+".id", "operator %q is listed twice", op.ID)
-		}
-		seen[op.ID] = true
-		if op.Tier == "" {
-			a.Operators[i].Tier = "operator"
-			op.Tier = "operator"
-		}
-		ok := false
-		for _, t := range Tiers {
-			ok = ok || op.Tier == t
-		}
-		if !ok {
-			return fieldErr(f+".tier", "must be operator, supervisor or director, got %q", op.Tier)
-		}
+	if err := validateOperators("acd.operators", a.Operators); err != nil {
+		return err
 	}
 	if err := checkDuration("acd.ring_timeout", a.RingTimeout, 100*time.Millisecond, time.Hour); err != nil {
 		return err

@@ -215,3 +215,267 @@ func TestParseOperators(t *testing.T) {
 		}
 	}
 }
+
+// pacedYAML is minimal with cell 101 in block style and the given lines
+// under its pacing: a syntax error's line then holds one field only, so
+// the error can name it.
+func pacedYAML(pacing ...string) string {
+	y := `
+ami: {username: u, secret: topsecret}
+originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s}
+queues:
+  - name: "101"
+    threads: 10
+    pacing:
+`
+	for _, l := range pacing {
+		y += "      " + l + "\n"
+	}
+	return y
+}
+
+func TestPacingDefaults(t *testing.T) {
+	s, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := s.Queue("101")
+	p := q.Pacing
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"mode", p.Mode, PacingNone},
+		{"paced", p.Paced(), false},
+		{"ratio", p.Ratio, 0.0},
+		{"max_abandon", p.MaxAbandon, Fraction(0.03)},
+		{"abandon_after", p.AbandonAfter.D(), 2 * time.Second},
+		{"max_level", p.MaxLevel, 3.0},
+		{"window", p.Window.D(), 30 * time.Minute},
+		{"timezone", p.Timezone, "UTC"},
+		{"location", p.Location(), time.UTC},
+		{"acd.start_logged_in", s.ACD.StartLoggedIn, true},
+		{"operators", fmt.Sprint(s.OperatorsFor(q)), "[{A operator} {B operator}]"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// A pacing section that sets some fields keeps the defaults of the others;
+// an empty one is all defaults.
+func TestPacingPartial(t *testing.T) {
+	s, err := Parse([]byte(pacedYAML("mode: ratio", "ratio: 2.5", "timezone: America/Sao_Paulo")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Queues[0].Pacing
+	want := DefaultPacing()
+	want.Mode, want.Ratio, want.Timezone = PacingRatio, 2.5, "America/Sao_Paulo"
+	want.loc = p.loc
+	if p != want || !p.Paced() {
+		t.Fatalf("pacing = %+v, want %+v", p, want)
+	}
+	if got := p.Location().String(); got != "America/Sao_Paulo" {
+		t.Fatalf("location %s", got)
+	}
+	for _, y := range []string{pacedYAML(), pacedYAML("{}"), pacedYAML(`timezone: ""`)} {
+		s, err := Parse([]byte(y))
+		if err != nil {
+			t.Fatalf("%s: %v", y, err)
+		}
+		if p := s.Queues[0].Pacing; p.Mode != PacingNone || p.MaxLevel != 3 || p.MaxAbandon != 0.03 || p.Location() != time.UTC {
+			t.Fatalf("%s: pacing = %+v", y, p)
+		}
+	}
+}
+
+// A Queue built in Go (the demo, tests of cmd) has a zero Pacing: it means
+// the defaults, not max_level 0.
+func TestPacingOfAQueueBuiltInGo(t *testing.T) {
+	s := Defaults()
+	s.AMI.Username, s.AMI.Secret = "u", "topsecret"
+	s.Originate = Originate{Channel: "PJSIP/{number}@t", Context: "c", Exten: "s", Priority: 1, Timeout: Duration(time.Second)}
+	s.Queues = []Queue{{Name: "9", Threads: 1}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Queues[0].Pacing; p.Mode != PacingNone || p.MaxLevel != DefaultMaxLevel || p.Location() != time.UTC {
+		t.Fatalf("pacing = %+v", p)
+	}
+	s.Queues[0].Pacing = Pacing{Mode: PacingRatio, Ratio: 2}
+	if err := s.Validate(); err == nil || !strings.HasPrefix(err.Error(), "queues[0].pacing.max_abandon") {
+		t.Fatalf("a half-filled Pacing: %v", err)
+	}
+}
+
+func TestMaxAbandonSpellings(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want float64
+	}{
+		{`3%`, 0.03},
+		{`"3%"`, 0.03},
+		{`3 %`, 0.03},
+		{`" 3 % "`, 0.03},
+		{`0.03`, 0.03},
+		{`"0.03"`, 0.03},
+		{`.03`, 0.03},
+		{`3e-2`, 0.03},
+		{`2.5%`, 0.025},
+		{`3.3%`, 0.033}, // parsed as 3.3e-2, not 3.3/100 (which is 0.033000000000000004)
+		{`.5%`, 0.005},
+		{`99.9%`, 0.999},
+		{`0.999`, 0.999},
+	} {
+		s, err := Parse([]byte(pacedYAML("max_abandon: " + tt.yaml)))
+		if err != nil {
+			t.Errorf("max_abandon: %s: %v", tt.yaml, err)
+			continue
+		}
+		if got := float64(s.Queues[0].Pacing.MaxAbandon); got != tt.want {
+			t.Errorf("max_abandon: %s = %v, want %v", tt.yaml, got, tt.want)
+		}
+	}
+}
+
+func TestFractionString(t *testing.T) {
+	for f, want := range map[Fraction]string{0.03: "3%", 0.025: "2.5%", 0.033: "3.3%", 0.001: "0.1%", 3: "300%"} {
+		if got := f.String(); got != want {
+			t.Errorf("Fraction(%v).String() = %q, want %q", float64(f), got, want)
+		}
+		if back, ok := parseFraction(want); !ok || Fraction(back) != f {
+			t.Errorf("%q parses back to %v, %v", want, back, ok)
+		}
+	}
+}
+
+func TestBadPacingNamesTheField(t *testing.T) {
+	const f = "queues[0].pacing."
+	tests := []struct {
+		name, yaml, field string
+	}{
+		{"unknown mode", pacedYAML("mode: turbo"), f + "mode"},
+		{"mode in capitals", pacedYAML("mode: Ratio"), f + "mode"},
+		{"empty mode", pacedYAML(`mode: ""`), f + "mode"},
+		{"ratio mode without ratio", pacedYAML("mode: ratio"), f + "ratio"},
+		{"zero ratio", pacedYAML("mode: ratio", "ratio: 0"), f + "ratio"},
+		{"negative ratio", pacedYAML("mode: ratio", "ratio: -1.5"), f + "ratio"},
+		{"negative ratio, other mode", pacedYAML("mode: progressive", "ratio: -1"), f + "ratio"},
+		{"NaN ratio", pacedYAML("mode: ratio", "ratio: .nan"), f + "ratio"},
+		{"huge ratio", pacedYAML("mode: ratio", "ratio: 250"), f + "ratio"},
+		{"ratio not a number", pacedYAML("mode: ratio", "ratio: many"), f + "ratio"},
+		{"zero max_abandon", pacedYAML("max_abandon: 0"), f + "max_abandon"},
+		{"zero percent", pacedYAML("max_abandon: 0%"), f + "max_abandon"},
+		{"hundred percent", pacedYAML("max_abandon: 100%"), f + "max_abandon"},
+		{"fraction one", pacedYAML("max_abandon: 1"), f + "max_abandon"},
+		{"bare 3", pacedYAML("max_abandon: 3"), f + "max_abandon"},
+		{"negative percent", pacedYAML("max_abandon: -3%"), f + "max_abandon"},
+		{"over 100 percent", pacedYAML("max_abandon: 150%"), f + "max_abandon"},
+		{"NaN max_abandon", pacedYAML("max_abandon: .nan"), f + "max_abandon"},
+		{"max_abandon words", pacedYAML("max_abandon: three percent"), f + "max_abandon"},
+		{"decimal comma", pacedYAML(`max_abandon: "3,5%"`), f + "max_abandon"},
+		{"percent first", pacedYAML(`max_abandon: "%3"`), f + "max_abandon"},
+		{"percent twice", pacedYAML(`max_abandon: "3%%"`), f + "max_abandon"},
+		{"exponent percent", pacedYAML(`max_abandon: "3e0%"`), f + "max_abandon"},
+		{"just percent", pacedYAML(`max_abandon: "%"`), f + "max_abandon"},
+		{"max_abandon list", pacedYAML("max_abandon: [3%]"), f + "max_abandon"},
+		{"zero abandon_after", pacedYAML("abandon_after: 0s"), f + "abandon_after"},
+		{"negative abandon_after", pacedYAML("abandon_after: -2s"), f + "abandon_after"},
+		{"bare abandon_after", pacedYAML("abandon_after: 2"), f + "abandon_after"},
+		{"long abandon_after", pacedYAML("abandon_after: 2m"), f + "abandon_after"},
+		{"zero max_level", pacedYAML("max_level: 0"), f + "max_level"},
+		{"max_level under 1", pacedYAML("max_level: 0.5"), f + "max_level"},
+		{"infinite max_level", pacedYAML("max_level: .inf"), f + "max_level"},
+		{"huge max_level", pacedYAML("max_level: 300"), f + "max_level"},
+		{"zero window", pacedYAML("window: 0s"), f + "window"},
+		{"short window", pacedYAML("window: 10s"), f + "window"},
+		{"long window", pacedYAML("window: 48h"), f + "window"},
+		{"unknown zone", pacedYAML("timezone: Mars/Olympus_Mons"), f + "timezone"},
+		{"host's zone", pacedYAML("timezone: Local"), f + "timezone"},
+		{"zone with spaces", pacedYAML(`timezone: " UTC"`), f + "timezone"},
+		{"zone path", pacedYAML("timezone: ../../etc/passwd"), f + "timezone"},
+		{"misspelt pacing field", pacedYAML("max_abandonment: 3%"), f + "max_abandonment"},
+		{"pacing not a map", strings.Replace(minimal, "threads: 10}", "threads: 10, pacing: ratio}", 1), "queues[0].pacing"},
+		{"second cell", minimal[:len(minimal)-2] + `, {name: "102", threads: 1, pacing: {mode: fast}}]`, "queues[1].pacing.mode"},
+		{"empty cell operators", strings.Replace(minimal, "threads: 10}", "threads: 10, operators: []}", 1), "queues[0].operators"},
+		{"duplicate cell operator", strings.Replace(minimal, "threads: 10}", "threads: 10, operators: [{id: C}, {id: C}]}", 1), "queues[0].operators[1].id"},
+		{"empty cell operator id", strings.Replace(minimal, "threads: 10}", "threads: 10, operators: [{id: C}, {tier: director}]}", 1), "queues[0].operators[1].id"},
+		{"cell operator id with a space", strings.Replace(minimal, "threads: 10}", "threads: 10, operators: [{id: 'C D'}]}", 1), "queues[0].operators[0].id"},
+		{"bad cell operator tier", strings.Replace(minimal, "threads: 10}", "threads: 10, operators: [{id: C, tier: boss}]}", 1), "queues[0].operators[0].tier"},
+		{"start_logged_in not a bool", minimal + "acd: {start_logged_in: maybe}", "acd.start_logged_in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			// The field first: it is what the operator looks for.
+			if !strings.HasPrefix(err.Error(), tt.field+":") && !strings.HasPrefix(err.Error(), tt.field+" (line") {
+				t.Fatalf("error %q does not start with %q", err, tt.field)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			if strings.Contains(err.Error(), "topsecret") {
+				t.Fatalf("error leaks the secret: %q", err)
+			}
+		})
+	}
+}
+
+func TestOperatorsFor(t *testing.T) {
+	y := minimal[:len(minimal)-2] + `, {name: "102", threads: 1, operators: [{id: A}, {id: S, tier: supervisor}]}]
+acd: {operators: [{id: A}, {id: B}], start_logged_in: false}`
+	s, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q101, _ := s.Queue("101")
+	q102, _ := s.Queue("102")
+	if got := fmt.Sprint(s.OperatorsFor(q101)); got != "[{A operator} {B operator}]" {
+		t.Errorf("cell 101 (no operators of its own): %s", got)
+	}
+	// An id may be on acd.operators and on a cell's list: the cell's list
+	// replaces acd.operators, it does not add to it.
+	if got := fmt.Sprint(s.OperatorsFor(q102)); got != "[{A operator} {S supervisor}]" {
+		t.Errorf("cell 102: %s", got)
+	}
+	if s.ACD.StartLoggedIn {
+		t.Error("start_logged_in: false read as true")
+	}
+}
+
+func TestPacingPrintsNoSecret(t *testing.T) {
+	s, err := Parse([]byte(pacedYAML("mode: predictive", "max_abandon: 2%", "timezone: Europe/London")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(s)
+	for _, out := range []string{fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), string(b)} {
+		if strings.Contains(out, "topsecret") {
+			t.Fatalf("secret printed: %s", out)
+		}
+	}
+}
+
+// The shipped file writes cell 101's pacing out with its defaults: the
+// comments there must not drift from DefaultPacing.
+func TestShippedPacingIsTheDefault(t *testing.T) {
+	s, err := Load(filepath.Join("..", "configs", "settings.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := s.Queue("101")
+	want := DefaultPacing()
+	want.loc = q.Pacing.loc
+	if q.Pacing != want {
+		t.Fatalf("configs/settings.yaml cell 101 pacing = %+v, want the defaults %+v", q.Pacing, want)
+	}
+	if !s.ACD.StartLoggedIn {
+		t.Fatal("configs/settings.yaml: acd.start_logged_in is not the default true")
+	}
+}
