@@ -479,3 +479,33 @@ func TestShippedPacingIsTheDefault(t *testing.T) {
 		t.Fatal("configs/settings.yaml: acd.start_logged_in is not the default true")
 	}
 }
+
+// The shipped file's commented examples of a cell's ratio and operators
+// parse when uncommented.
+func TestShippedPacingExamplesAreValid(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "configs", "settings.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(data)
+	for _, c := range []struct{ old, new string }{
+		{"mode: none ", "mode: ratio"},
+		{"# ratio: 2.5", "ratio: 2.5"},
+		{"# operators:", "operators:"},
+		{"#   - {id: C", "  - {id: C"},
+		{"#   - {id: S", "  - {id: S"},
+	} {
+		if !strings.Contains(y, c.old) {
+			t.Fatalf("configs/settings.yaml no longer has %q", c.old)
+		}
+		y = strings.Replace(y, c.old, c.new, 1)
+	}
+	s, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatalf("configs/settings.yaml with its examples uncommented: %v", err)
+	}
+	q, _ := s.Queue("101")
+	if q.Pacing.Mode != PacingRatio || q.Pacing.Ratio != 2.5 || fmt.Sprint(s.OperatorsFor(q)) != "[{C operator} {S supervisor}]" {
+		t.Fatalf("cell 101: %+v, operators %v", q.Pacing, s.OperatorsFor(q))
+	}
+}
