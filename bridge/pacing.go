@@ -47,10 +47,21 @@ type PacingObservation struct {
 
 	Waiting int // answered calls queued, not yet delivered to an operator
 	Dialing int // calls claimed and not yet answered or finished
+	// DialingFor is, for each call dialing, how long since it was dialed:
+	// a young call will likely still be answered, one that has rung past
+	// the usual ring time likely will not. Nil: every call dialing is taken
+	// as answering at AnswerRate (cautious: it dials less).
+	DialingFor []time.Duration
 
 	// Measured over the recent past.
-	AnswerRate    float64       // answered ÷ dial attempts that ended (0..1)
-	TimeToAnswer  time.Duration // mean ring time of answered calls
+	AnswerRate   float64       // answered ÷ dial attempts that ended (0..1)
+	TimeToAnswer time.Duration // mean ring time of answered calls
+	// AttemptTime is the mean time from dial to the end of the attempt
+	// (answered, busy, failed or no answer) over every attempt that ended.
+	// With TimeToAnswer it says how many of the calls dialing now will still
+	// be answered: the unanswered ones ring longest, so they crowd the
+	// calls in flight. Zero: not measured (the answer rate is used).
+	AttemptTime   time.Duration
 	TalkTime      time.Duration // mean talk time (answered by an operator → hangup)
 	WrapUp        time.Duration // mean time an operator stays unavailable after a call
 	OperatorDelay time.Duration // mean time from delivery to an operator's answer
@@ -92,11 +103,12 @@ type PacerState struct {
 // Pace decides the budget from one observation. It is pure: the same
 // settings, state and observation give the same decision.
 func Pace(s PacingSettings, st PacerState, o PacingObservation) (PacerState, PacingDecision) {
-	st.LastAt = o.Now
 	if s.Mode == "" || s.Mode == PacingNone {
+		st.LastAt = o.Now
 		return st, PacingDecision{Budget: s.Threads, Reason: "pacing off"}
 	}
 	if o.LoggedIn() == 0 {
+		st.LastAt = o.Now
 		return st, PacingDecision{Reason: "no operator logged in"}
 	}
 	var d PacingDecision
@@ -108,6 +120,9 @@ func Pace(s PacingSettings, st PacerState, o PacingObservation) (PacerState, Pac
 	default:
 		d = progressiveBudget(o)
 	}
+	// LastAt only now: the predictive feedback integrates over the time
+	// since the previous decision.
+	st.LastAt = o.Now
 	return st, capBudget(s, o, d)
 }
 

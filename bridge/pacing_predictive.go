@@ -26,9 +26,12 @@ const (
 	// minAnswerRate keeps the division by the answer rate bounded while it
 	// is measured on few calls.
 	minAnswerRate = 0.05
-	// Gain bounds: below 0.2 the controller is progressive anyway; above 1.5
-	// the model is trusted beyond what a 30-minute window can check.
-	gainMin, gainMax, gainStart = 0.2, 1.5, 1.0
+	// baseOverflow is the share of answers the model lets overflow (find
+	// no operator free) at gain 1; not all of them are abandons (some hang
+	// up within 2 s, some catch an operator freed a little later).
+	baseOverflow = 0.02
+	// Gain bounds, a factor on baseOverflow.
+	gainMin, gainMax, gainStart = 0.1, 1.5, 1.0
 	// targetShare of MaxAbandon is what the feedback aims at: far enough
 	// under the cap that one unlucky window does not reach the hard limit.
 	targetShare = 0.55
@@ -40,6 +43,12 @@ const (
 	// minAnsweredForFeedback: an abandon rate on fewer answered calls is
 	// noise, not a signal.
 	minAnsweredForFeedback = 30
+	// minAnsweredToPredict: before that many answers the measured rates
+	// are too rough to dial ahead on (the first attempts to end are the
+	// answered ones: the answer rate starts high).
+	minAnsweredToPredict = 30
+	// ringSigma is the spread assumed for ring times of answered calls.
+	ringSigma = 0.5
 )
 
 // predictiveBudget is the controller: see docs/PACING.md for the model.
@@ -61,7 +70,7 @@ func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (Pac
 		prog.Reason = "hard limit: abandon rate at max_abandon, progressive"
 		return st, prog
 	}
-	if o.AnswerRate <= 0 || o.TalkTime <= 0 {
+	if o.AnswerRate <= 0 || o.TalkTime <= 0 || o.AnsweredDay < minAnsweredToPredict {
 		// Nothing to predict with yet: progressive measures the rates
 		// without risking an abandon.
 		prog.Reason = "predictive: measuring (progressive)"
@@ -76,12 +85,21 @@ func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (Pac
 	// to AbandonAfter − OperatorDelay later still answers it in time.
 	slack := max(s.AbandonAfter-o.OperatorDelay, 0)
 	horizon := (ring + slack).Seconds()
-	free := float64(o.Available) + expectedFree(o.BusyFor, o.TalkTime, o.WrapUp, horizon)
-	// Operators free then, minus the answered calls already queued for
-	// them, is how many answers we want in flight; the calls dialing now
-	// are part of that.
-	want := free - float64(o.Waiting)
-	target := int(math.Floor(st.Gain * want / a))
+	mean, variance := expectedFree(o.BusyFor, o.TalkTime, o.WrapUp, horizon)
+	supply := float64(o.Available-o.Waiting) + mean
+	// How many answers we may have in flight: the most whose expected
+	// overflow (answers beyond the operators free then) stays a share eps of
+	// the answers. The gain moves eps, not the answers: the feedback then
+	// acts where the risk is, on the tail.
+	inFlight := expectedAnswers(o, a, ring)
+	eps := baseOverflow * st.Gain
+	lambda := maxAnswers(supply, variance, a, eps)
+	fresh := (lambda - inFlight) / a
+	// At most a quarter of the operators' worth of new calls per decision:
+	// rates measured on few calls can be far off, and a burst cannot be
+	// taken back (calls are never withdrawn).
+	fresh = min(fresh, max(float64(o.LoggedIn())/4, 1))
+	target := o.Dialing + int(math.Floor(fresh))
 	d := PacingDecision{Budget: max(target, prog.Budget), Reason: "predictive"}
 	return st, d
 }
@@ -112,18 +130,52 @@ func feedbackGain(s PacingSettings, g float64, o PacingObservation, dt float64, 
 	return min(max(g, gainMin), gainMax)
 }
 
-// expectedFree is the expected number of busy operators free within horizon
-// seconds: each one's service (talk, log-normal with the measured mean, plus
-// the mean wrap-up) conditioned on having lasted busyFor so far.
-func expectedFree(busyFor []time.Duration, talk, wrap time.Duration, horizon float64) float64 {
+// expectedFree is the mean and variance of the number of busy operators free
+// within horizon seconds: each one's service (talk, log-normal with the
+// measured mean, plus the mean wrap-up) conditioned on having lasted busyFor
+// so far.
+func expectedFree(busyFor []time.Duration, talk, wrap time.Duration, horizon float64) (mean, variance float64) {
 	mu := math.Log(talk.Seconds()) - talkSigma*talkSigma/2
 	w := wrap.Seconds()
-	var sum float64
 	for _, b := range busyFor {
-		sum += freeWithin(b.Seconds()-w, horizon, mu)
+		p := freeWithin(b.Seconds()-w, horizon, mu)
+		mean += p
+		variance += p * (1 - p)
 	}
-	return sum
+	return mean, variance
 }
+
+// maxAnswers is the largest expected number of answers λ such that the
+// expected overflow E[(X − S)+] ≤ eps·λ, with X the answers (binomial, mean λ,
+// variance λ(1−a)) and S the operators free (mean supply, variance
+// supplyVar), X − S taken as normal. Monotone in supply.
+func maxAnswers(supply, supplyVar, a, eps float64) float64 {
+	over := func(l float64) float64 {
+		m := l - supply
+		sd := math.Sqrt(l*(1-a) + supplyVar)
+		if sd < 1e-9 {
+			return max(m, 0)
+		}
+		z := m / sd
+		return m*normCDF(z) + sd*normPDF(z)
+	}
+	if supply <= 0 {
+		return 0
+	}
+	lo, hi := 0.0, 2*supply+10
+	for range 40 {
+		mid := (lo + hi) / 2
+		if over(mid) <= eps*mid {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+func normCDF(z float64) float64 { return 0.5 * math.Erfc(-z/math.Sqrt2) }
+func normPDF(z float64) float64 { return math.Exp(-z*z/2) / math.Sqrt(2*math.Pi) }
 
 // freeWithin is P(T ≤ t+h | T > t) for T log-normal(mu, talkSigma).
 func freeWithin(t, h, mu float64) float64 {
@@ -146,4 +198,35 @@ func freeWithin(t, h, mu float64) float64 {
 
 func lognCDF(x, mu float64) float64 {
 	return 0.5 * math.Erfc(-(math.Log(x)-mu)/(talkSigma*math.Sqrt2))
+}
+
+// expectedAnswers is how many of the calls dialing now will still be
+// answered. A call that has rung t seconds is answered later with
+// probability a·S(t) / (a·S(t) + (1−a)·[t < T]), S the survival of the ring
+// time of answered calls (log-normal, mean ring) and T the time unanswered
+// attempts end, from AttemptTime = a·ring + (1−a)·T.
+func expectedAnswers(o PacingObservation, a float64, ring time.Duration) float64 {
+	if o.DialingFor == nil || o.AttemptTime <= 0 || a >= 1 {
+		return a * float64(o.Dialing)
+	}
+	r := ring.Seconds()
+	tna := (o.AttemptTime.Seconds() - a*r) / (1 - a)
+	mu := math.Log(r) - ringSigma*ringSigma/2
+	var sum float64
+	for _, d := range o.DialingFor {
+		t := d.Seconds()
+		surv := 1.0
+		if t > 0 {
+			surv = 0.5 * math.Erfc((math.Log(t)-mu)/(ringSigma*math.Sqrt2))
+		}
+		ans := a * surv
+		rest := 0.0
+		if t < tna {
+			rest = 1 - a
+		}
+		if ans+rest > 0 {
+			sum += ans / (ans + rest)
+		}
+	}
+	return sum
 }

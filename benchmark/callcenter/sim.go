@@ -43,7 +43,8 @@ const (
 	talkSigmaSim  = 0.6  // σ of log(talk): the pacer does not know it
 	abandonAfter  = 2.0  // s
 	tick          = 0.5  // s, the simulation's clock for policies
-	measureWindow = 200  // last samples the measured rates are taken over
+	measureWindow = 200  // last samples the measured times are taken over
+	attemptWindow = 1000 // last attempts the answer rate is taken over
 	abandonWindow = 1800.0
 )
 
@@ -147,7 +148,7 @@ type sim struct {
 	dialing int
 	waiting int
 
-	answerRate, ring, talk, wrap, opDelay ring
+	answerRate, ring, attempt, talk, wrap, opDelay ring
 
 	win                     []decision // abandon decisions in the window
 	winHead                 int
@@ -158,7 +159,8 @@ type sim struct {
 	busyTime                float64
 	levelSum                float64
 	levelN                  int
-	busyFor                 []time.Duration
+	busyFor, dialingFor     []time.Duration
+	oldestDialing           int // calls before it have all ended
 }
 
 var epoch = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
@@ -169,8 +171,9 @@ func newSim(sc Scenario, seed uint64) *sim {
 		rng:        rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		end:        sc.Shift.Seconds(),
 		ops:        make([]operator, sc.Operators),
-		answerRate: newRing(measureWindow),
+		answerRate: newRing(attemptWindow),
 		ring:       newRing(measureWindow),
+		attempt:    newRing(attemptWindow),
 		talk:       newRing(measureWindow),
 		wrap:       newRing(measureWindow),
 		opDelay:    newRing(measureWindow),
@@ -301,6 +304,7 @@ func (s *sim) handle(e event) {
 		s.dialing--
 		s.answerRate.add(1)
 		s.ring.add(s.now - c.dialedAt)
+		s.attempt.add(s.now - c.dialedAt)
 		c.state = cWaiting
 		c.answeredAt = s.now
 		s.waiting++
@@ -311,6 +315,7 @@ func (s *sim) handle(e event) {
 	case evDialEnd:
 		s.dialing--
 		s.answerRate.add(0)
+		s.attempt.add(s.now - s.calls[e.id].dialedAt)
 		s.calls[e.id].state = cGone
 	case evOpAnswer:
 		op := &s.ops[e.id]
@@ -387,6 +392,7 @@ func (s *sim) observe() bridge.PacingObservation {
 		Dialing:        s.dialing,
 		AnswerRate:     s.answerRate.mean(),
 		TimeToAnswer:   secs(s.ring.mean()),
+		AttemptTime:    secs(s.attempt.mean()),
 		TalkTime:       secs(s.talk.mean()),
 		WrapUp:         secs(s.wrap.mean()),
 		OperatorDelay:  secs(s.opDelay.mean()),
@@ -412,6 +418,16 @@ func (s *sim) observe() bridge.PacingObservation {
 		}
 	}
 	o.BusyFor = s.busyFor
+	for s.oldestDialing < len(s.calls) && s.calls[s.oldestDialing].state != cDialing {
+		s.oldestDialing++
+	}
+	s.dialingFor = s.dialingFor[:0]
+	for i := s.oldestDialing; i < len(s.calls); i++ {
+		if s.calls[i].state == cDialing {
+			s.dialingFor = append(s.dialingFor, secs(s.now-s.calls[i].dialedAt))
+		}
+	}
+	o.DialingFor = s.dialingFor
 	return o
 }
 
