@@ -225,6 +225,12 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		// trunk without its cps and max_channels would burn the carrier.
 		return nil, configError{fmt.Errorf("queues: cell %q names trunk %q: this version does not enforce trunk limits yet (issue 14); remove queues[].trunk", cellName, q.Trunk)}
 	}
+	if m := q.Pacing.Mode; m != "" && m != "none" {
+		// The pacer is built (bridge.Pace) but not yet fed: a paced cell
+		// would dial up to threads, abandoning the customers it was meant
+		// to protect.
+		return nil, configError{fmt.Errorf("queues: cell %q has pacing.mode %s: this version does not pace yet (issue 15); use none or remove pacing", cellName, m)}
+	}
 	d := &daemon{settings: s, cellName: cellName, instance: instanceID()}
 	d.log = log.With().Str("cell", cellName).Str("instance", d.instance).Logger()
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)
