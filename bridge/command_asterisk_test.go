@@ -1,11 +1,11 @@
 package bridge
 
-import "strings"
+import "github.com/multcall/dialbridge/ami/amisim"
 
-// What Asterisk 22 makes of an Originate's Variable header, ported from
-// main/manager.c (man_do_variable_value) and main/app.c
-// (__ast_app_separate_args with remove_chars set), so tests can check that
-// Asterisk reads exactly the variables we meant.
+// What Asterisk 22 makes of an Originate's Variable header (main/manager.c
+// man_do_variable_value, main/app.c __ast_app_separate_args with
+// remove_chars set), so tests can check that Asterisk reads exactly the
+// variables we meant.
 
 // asteriskLineMax is the longest AMI line Asterisk reads, CRLF included
 // (main/manager.c: inbuf[1025], one byte kept for the NUL); a longer line
@@ -17,72 +17,15 @@ const asteriskLineMax = 1024
 const asteriskArgsMax = 64
 
 // asteriskVariables returns the variables Asterisk sets from one Variable
-// header value, in the order it sets them.
+// header value, in order of appearance: the simulator's port of Asterisk's
+// parser (ami/amisim), so the simulator and these checks cannot disagree.
 func asteriskVariables(header string) []Variable {
-	header = strings.TrimLeft(header, " \t") // ast_skip_blanks
+	names, values := amisim.VariableItems(header)
 	var vars []Variable
-	for _, arg := range asteriskSplitArgs(header) {
-		name, value, ok := strings.Cut(arg, "=")
-		if !ok || name == "" {
-			continue
-		}
-		vars = append(vars, Variable{Name: name, Value: value})
+	for i := range names {
+		vars = append(vars, Variable{Name: names[i], Value: values[i]})
 	}
 	return vars
 }
 
-func asteriskSplitArgs(s string) []string {
-	var args []string
-	var cur []byte
-	paren, bracket, quote := 0, 0, false
-	i := 0
-	for len(args) < asteriskArgsMax-1 && i < len(s) {
-		cur = cur[:0]
-		split := false
-		for ; i < len(s); i++ {
-			c := s[i]
-			switch {
-			case c == '(':
-				paren++
-			case c == ')':
-				if paren > 0 {
-					paren--
-				}
-			case c == '[':
-				bracket++
-			case c == ']':
-				if bracket > 0 {
-					bracket--
-				}
-			case c == '"':
-				quote = !quote
-				continue // removed
-			case c == '\\':
-				// Removed; the next character is kept as it is and
-				// still looked at by the loop, as in C (the memmove
-				// shifts it under scan, which then moves on).
-				if i+1 < len(s) {
-					i++
-					c = s[i]
-				} else {
-					continue
-				}
-			case c == ',' && paren == 0 && bracket == 0 && !quote:
-				split = true
-			}
-			if split {
-				i++
-				break
-			}
-			cur = append(cur, c)
-		}
-		args = append(args, string(cur))
-		if split && i == len(s) {
-			args = append(args, "") // a trailing comma makes one more, empty
-		}
-	}
-	if i < len(s) {
-		args = append(args, s[i:])
-	}
-	return args
-}
+func asteriskSplitArgs(s string) []string { return amisim.SeparateVariableArgs(s) }

@@ -1,5 +1,7 @@
 package amisim
 
+import "strings"
+
 // separateArgs splits s the way Asterisk's application-argument parser does
 // (main/app.c, __ast_app_separate_args), which is also how manager.c reads
 // a Variable header (AST_STANDARD_APP_ARGS: delimiter ',', removeChars on,
@@ -107,4 +109,29 @@ func separateArgs(s string, delim byte, removeChars bool, max int) []string {
 		out = append(out, "")
 	}
 	return out
+}
+
+// VariableItems is what Asterisk 22 reads from one Variable header value
+// (manager.c man_do_variable_value): after its leading blanks, the
+// header's items split like an application's arguments, each cut at its
+// first "="; items without "=" or with an empty name are dropped. They come
+// in order of appearance, before the channel-variable rules (see
+// originateVars). Exported for other packages' tests: one port of
+// Asterisk's parser serves the simulator and the dial command's checks.
+func VariableItems(header string) (names, values []string) {
+	for _, it := range SeparateVariableArgs(skipBlanks(header)) {
+		name, value, ok := strings.Cut(it, "=")
+		if !ok || name == "" {
+			continue
+		}
+		names = append(names, name)
+		values = append(values, value)
+	}
+	return names, values
+}
+
+// SeparateVariableArgs splits a Variable header as Asterisk does, at most
+// 64 items, the last holding the rest.
+func SeparateVariableArgs(s string) []string {
+	return separateArgs(s, ',', true, maxVariableItems)
 }
