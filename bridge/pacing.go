@@ -98,6 +98,12 @@ type PacerState struct {
 	Gain float64
 	// LastAt is when the last decision was made.
 	LastAt time.Time
+	// The day's answered and abandoned counts at the last decision, and
+	// their exponentially decaying sums (time constant recentTau): the
+	// feedback's recent abandon rate, which reacts within minutes where the
+	// 30-minute window lags.
+	AnsweredSeen, AbandonedSeen     int
+	RecentAnswered, RecentAbandoned float64
 }
 
 // Pace decides the budget from one observation. It is pure: the same

@@ -29,17 +29,21 @@ const (
 	// baseOverflow is the share of answers the model lets overflow (find
 	// no operator free) at gain 1; not all of them are abandons (some hang
 	// up within 2 s, some catch an operator freed a little later).
-	baseOverflow = 0.02
-	// Gain bounds, a factor on baseOverflow.
-	gainMin, gainMax, gainStart = 0.1, 1.5, 1.0
+	baseOverflow = 0.03
+	// Gain bounds, a factor on baseOverflow: the normal approximation of
+	// the overflow is rough for a few operators, the feedback finds the
+	// real factor.
+	gainMin, gainMax, gainStart = 0.1, 10, 1
 	// targetShare of MaxAbandon is what the feedback aims at: far enough
 	// under the cap that one unlucky window does not reach the hard limit.
 	targetShare = 0.55
 	// Feedback rates per second of the error in units of MaxAbandon: down
-	// fast (an abandon costs a customer), up slowly (the window lags 30 min,
-	// so a quick recovery would overshoot again).
-	gainDownPerSec = 1.0 / 90
-	gainUpPerSec   = 1.0 / 900
+	// faster (an abandon costs a customer) than up (the recent rate has a
+	// 10-minute memory; a quick recovery would overshoot).
+	gainDownPerSec = 1.0 / 120
+	gainUpPerSec   = 1.0 / 300
+	// recentTau is the memory of the feedback's abandon rate.
+	recentTau = 600.0
 	// minAnsweredForFeedback: an abandon rate on fewer answered calls is
 	// noise, not a signal.
 	minAnsweredForFeedback = 30
@@ -64,7 +68,7 @@ func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (Pac
 	hard := s.MaxAbandon > 0 &&
 		((o.AnsweredWindow > 0 && o.AbandonRateWindow >= s.MaxAbandon) ||
 			(o.AnsweredDay > 0 && o.AbandonRateDay >= s.MaxAbandon))
-	st.Gain = feedbackGain(s, st.Gain, o, dt, hard)
+	st = feedbackGain(s, st, o, dt, hard)
 	if hard {
 		prog.HardLimit = true
 		prog.Reason = "hard limit: abandon rate at max_abandon, progressive"
@@ -104,30 +108,38 @@ func predictiveBudget(s PacingSettings, st PacerState, o PacingObservation) (Pac
 	return st, d
 }
 
-// feedbackGain moves the gain towards keeping the measured abandon rate at
-// targetShare of MaxAbandon. The worse of the window and the day is used: the
-// day is what a regulator measures and it cannot be repaired later.
-func feedbackGain(s PacingSettings, g float64, o PacingObservation, dt float64, hard bool) float64 {
+// feedbackGain moves the gain so that the recent abandon rate (decaying
+// sums over about recentTau, from the day's counters) stays at targetShare of
+// MaxAbandon, far enough under the cap that the window and the day do not
+// reach it; at the hard limit it only shrinks.
+func feedbackGain(s PacingSettings, st PacerState, o PacingObservation, dt float64, hard bool) PacerState {
+	abandoned := int(math.Round(o.AbandonRateDay * float64(o.AnsweredDay)))
+	dA, dB := o.AnsweredDay-st.AnsweredSeen, abandoned-st.AbandonedSeen
+	if dA < 0 || dB < 0 { // a new day
+		dA, dB = o.AnsweredDay, abandoned
+	}
+	st.AnsweredSeen, st.AbandonedSeen = o.AnsweredDay, abandoned
+	decay := math.Exp(-dt / recentTau)
+	st.RecentAnswered = st.RecentAnswered*decay + float64(dA)
+	st.RecentAbandoned = st.RecentAbandoned*decay + float64(dB)
 	if s.MaxAbandon <= 0 || dt <= 0 {
-		return g
+		return st
 	}
-	r, n := o.AbandonRateWindow, o.AnsweredWindow
-	if o.AnsweredDay >= minAnsweredForFeedback && o.AbandonRateDay > r {
-		r, n = o.AbandonRateDay, o.AnsweredDay
+	g := st.Gain
+	switch {
+	case hard:
+		g *= math.Exp(-gainDownPerSec * dt)
+	case st.RecentAnswered >= minAnsweredForFeedback:
+		r := st.RecentAbandoned / st.RecentAnswered
+		err := (r - targetShare*s.MaxAbandon) / s.MaxAbandon
+		if err > 0 {
+			g *= math.Exp(-gainDownPerSec * err * dt)
+		} else {
+			g *= math.Exp(-gainUpPerSec * err * dt)
+		}
 	}
-	if hard {
-		return max(g*math.Exp(-gainDownPerSec*dt), gainMin)
-	}
-	if n < minAnsweredForFeedback {
-		return g
-	}
-	err := (r - targetShare*s.MaxAbandon) / s.MaxAbandon
-	if err > 0 {
-		g *= math.Exp(-gainDownPerSec * err * dt)
-	} else {
-		g *= math.Exp(-gainUpPerSec * err * dt)
-	}
-	return min(max(g, gainMin), gainMax)
+	st.Gain = min(max(g, gainMin), gainMax)
+	return st
 }
 
 // expectedFree is the mean and variance of the number of busy operators free

@@ -116,17 +116,22 @@ func TestPredictiveDeterministicAndFeedback(t *testing.T) {
 	if st1 != st2 || d1 != d2 {
 		t.Fatal("not deterministic")
 	}
-	// An abandon rate over the target shrinks the gain; under it, it grows.
-	st := PacerState{Gain: 1, LastAt: o.Now.Add(-time.Second)}
-	hi := o
-	hi.AbandonRateWindow = 0.025
-	if g, _ := Pace(s, st, hi); g.Gain >= 1 {
+	// A recent abandon rate over the target shrinks the gain; under it, it
+	// grows.
+	st := PacerState{Gain: 1, LastAt: o.Now.Add(-time.Second), AnsweredSeen: o.AnsweredDay,
+		AbandonedSeen: 8, RecentAnswered: 100, RecentAbandoned: 2.5}
+	if g, _ := Pace(s, st, o); g.Gain >= 1 {
 		t.Fatalf("gain %v did not shrink at 2.5 %%", g.Gain)
 	}
-	lo := o
-	lo.AbandonRateWindow, lo.AbandonRateDay = 0, 0
-	if g, _ := Pace(s, st, lo); g.Gain <= 1 {
+	st.RecentAbandoned = 0
+	if g, _ := Pace(s, st, o); g.Gain <= 1 {
 		t.Fatalf("gain %v did not grow at 0 %%", g.Gain)
+	}
+	// At the hard limit the gain only shrinks.
+	hard := o
+	hard.AbandonRateWindow = 0.05
+	if g, d := Pace(s, st, hard); g.Gain >= 1 || !d.HardLimit {
+		t.Fatalf("gain %v, hard limit %v at a window of 5 %%", g.Gain, d.HardLimit)
 	}
 	// A lower gain never dials more.
 	_, dLow := Pace(s, PacerState{Gain: 0.1}, o)
