@@ -15,6 +15,7 @@ import (
 func main() {
 	seeds := flag.Int("seeds", 10, "seeds per scenario and policy")
 	shift := flag.Duration("shift", 8*time.Hour, "shift length")
+	png := flag.String("png", "", "write the chart (occupancy and abandon rate per policy and scenario) to this PNG")
 	flag.Parse()
 	cfg := callcenter.FullMatrix()
 	cfg.Seeds, cfg.Shift = *seeds, *shift
@@ -23,4 +24,10 @@ func main() {
 	fmt.Println(rep.Table())
 	fmt.Println(rep.BarsTable())
 	fmt.Fprintf(os.Stderr, "matrix in %s\n", time.Since(start).Round(time.Second))
+	if *png != "" {
+		if err := writeChart(rep, *png); err != nil {
+			fmt.Fprintln(os.Stderr, "chart:", err)
+			os.Exit(1)
+		}
+	}
 }
