@@ -25,7 +25,7 @@ func main() {
 	fmt.Println(rep.BarsTable())
 	fmt.Fprintf(os.Stderr, "matrix in %s\n", time.Since(start).Round(time.Second))
 	if *png != "" {
-		if err := writeChart(rep, *png); err != nil {
+		if err := rep.WriteChart(*png); err != nil {
 			fmt.Fprintln(os.Stderr, "chart:", err)
 			os.Exit(1)
 		}

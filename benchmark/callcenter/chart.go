@@ -1,4 +1,4 @@
-package main
+package callcenter
 
 import (
 	"image/color"
@@ -9,8 +9,6 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
-
-	"github.com/multcall/dialbridge/benchmark/callcenter"
 )
 
 var policyColors = []color.Color{
@@ -21,18 +19,18 @@ var policyColors = []color.Color{
 	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // vici AVERAGE
 }
 
-// writeChart draws median occupancy and median shift abandon rate per
-// scenario and policy, one panel each, with the 3 % cap drawn on the second.
-func writeChart(rep callcenter.Report, path string) error {
+// WriteChart draws the median occupancy and the worst seed's shift abandon
+// rate per scenario and policy, one panel each, the 3 % cap dashed, as a PNG.
+func (rep Report) WriteChart(path string) error {
 	var names []string
-	var scs []callcenter.Scenario
+	var scs []Scenario
 	for _, c := range rep.Cells {
 		if c.Policy == rep.Config.Policies[0] {
 			scs = append(scs, c.Scenario)
 			names = append(names, c.Scenario.Name())
 		}
 	}
-	panel := func(title, ylabel string, value func(callcenter.Cell) float64, cap float64) (*plot.Plot, error) {
+	panel := func(title, ylabel string, value func(Cell) float64, cap float64) (*plot.Plot, error) {
 		p := plot.New()
 		p.Title.Text = title
 		p.Y.Label.Text = ylabel
@@ -73,13 +71,13 @@ func writeChart(rep callcenter.Report, path string) error {
 		return p, nil
 	}
 	occ, err := panel("Occupancy (median of seeds): (talk + wrap) ÷ logged-in time", "occupancy %",
-		func(c callcenter.Cell) float64 { return c.MedianOccupancy }, 0)
+		func(c Cell) float64 { return c.MedianOccupancy }, 0)
 	if err != nil {
 		return err
 	}
 	occ.Y.Min, occ.Y.Max = 0, 118 // room for the legend above the bars
 	ab, err := panel("Shift abandon rate (worst seed); dashed: the 3 % cap", "abandoned ÷ answered %",
-		func(c callcenter.Cell) float64 { return c.MaxAbandon }, 3)
+		func(c Cell) float64 { return c.MaxAbandon }, 3)
 	if err != nil {
 		return err
 	}
