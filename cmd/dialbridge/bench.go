@@ -32,7 +32,8 @@ func runBench(args []string) int {
 	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
-	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all)")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md: only when named)")
+	pacingPNG := fs.String("pacing-png", "", "with --only pacing: write the chart of occupancy and abandon rate to this PNG, e.g. docs/pacing-matrix.png")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the daemon in the first e2e run (the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the daemon in the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
 	traceFile := fs.String("trace", "", "write an execution trace of the daemon in the same run to this file (go tool trace; -pprof=sched shows scheduling delays)")
@@ -59,10 +60,19 @@ func runBench(args []string) int {
 			continue
 		}
 		switch s {
-		case "baseline", "e2e", "paced", "inflight", "acd":
+		case "baseline", "e2e", "paced", "inflight", "acd", "pacing":
 			sel[s] = true
 		default:
-			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd)", s)
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing)", s)
+		}
+	}
+	if sel["pacing"] {
+		delete(sel, "pacing")
+		if err := runPacingBench(os.Stdout, os.Stderr, *pacingPNG); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		if len(sel) == 0 {
+			return exitOK // the matrix needs no Redis
 		}
 	}
 	var env []string
