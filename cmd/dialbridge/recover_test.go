@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/multcall/dialbridge/bridge"
 )
 
@@ -22,11 +24,19 @@ func TestRecoveryAfterAFailedSettle(t *testing.T) {
 	ctx := context.Background()
 	k := h.mc.Keys()
 	dead := "pbx7-4242"
+	// One MULTI: the recovery loop reconciles by itself and must never see
+	// the keys deleted and not yet written (an empty hash is a command never
+	// ACKed, which is requeued — a different, also correct, settlement).
 	restore := func() {
-		h.rdb.Del(ctx, k.Call("f-orig"), k.Call("f-acked"))
-		h.rdb.HSet(ctx, k.Call("f-orig"), "id", "f-orig", "instance", dead, "state", "originating",
-			"attempts", "1", "call_code", "91", "channel_id", "db-f-1", "dialed_at", "2026-11-23T10:00:00.000Z")
-		h.rdb.HSet(ctx, k.Call("f-acked"), "id", "f-acked", "instance", dead, "state", "acked")
+		if _, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, k.Call("f-orig"), k.Call("f-acked"))
+			p.HSet(ctx, k.Call("f-orig"), "id", "f-orig", "instance", dead, "state", "originating",
+				"attempts", "1", "call_code", "91", "channel_id", "db-f-1", "dialed_at", "2026-11-23T10:00:00.000Z")
+			p.HSet(ctx, k.Call("f-acked"), "id", "f-acked", "instance", dead, "state", "acked")
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// LPUSH order: f-orig is the newest claim, settled first, and fails.
 	h.rdb.LPush(ctx, k.Claimed(dead), cmd("f-acked", "4002"), cmd("f-orig", "4001"))
