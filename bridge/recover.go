@@ -93,12 +93,8 @@ func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
 				return "", err
 			}
 			if s := st["state"]; s == string(StateOriginating) || s == string(StateAnswered) {
-				call := callFromHash(&Command{ID: id, Number: st["number"]}, o.Raw, c.opt.Cell, c.opt.Instance, st)
-				r := call.Result(StatusUnknown)
-				r.Uniqueid = st["channel_id"]
-				r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s (a command this version refuses: %v); outcome unknown, not re-dialed", st["instance"], s, perr)
-				_, err = c.store.Finish(ctx, o.Raw, r)
-				return "unknown", err
+				cmd := &Command{ID: id, Number: st["number"]}
+				return "unknown", c.settleUnknown(ctx, cmd, o.Raw, st, fmt.Sprintf(" (a command this version refuses: %v)", perr))
 			}
 		}
 		c.bury(ctx, o.Raw, perr, time.Now())
@@ -137,17 +133,22 @@ func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
 			return "duplicate", c.settleDuplicate(ctx, cmd, o.Raw, st)
 		}
 	}
-	call := callFromHash(cmd, o.Raw, c.opt.Cell, c.opt.Instance, st)
 	if st["state"] == string(StateAcked) {
 		_, err = rec.Requeue(ctx, o.Raw, cmd.ID, owner)
 		return "requeued", err
 	}
 	// originating or answered: a call may exist.
-	r := call.Result(StatusUnknown)
+	return "unknown", c.settleUnknown(ctx, cmd, o.Raw, st, "")
+}
+
+// settleUnknown reports an orphan whose Originate may have been sent: what
+// the hash knows, never re-dialed. why adds to the error after the state.
+func (c *Cell) settleUnknown(ctx context.Context, cmd *Command, raw []byte, st map[string]string, why string) error {
+	r := callFromHash(cmd, raw, c.opt.Cell, c.opt.Instance, st).Result(StatusUnknown)
 	r.Uniqueid = st["channel_id"]
-	r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s; outcome unknown, not re-dialed", owner, st["state"])
-	_, err = c.store.Finish(ctx, o.Raw, r)
-	return "unknown", err
+	r.Error = fmt.Sprintf("dialbridge instance %s stopped while the call was %s%s; outcome unknown, not re-dialed", st["instance"], st["state"], why)
+	_, err := c.store.Finish(ctx, raw, r)
+	return err
 }
 
 // settleDuplicate reports an orphan whose id another claim owns or that

@@ -13,7 +13,7 @@ import (
 // BreakerKey is the breaker hash of one (host, trunk) (contract section 7):
 // "P:{trunk:<name>}:breaker:<host>", in the trunk's Cluster slot.
 func BreakerKey(prefix, trunk, host string) string {
-	return prefix + ":{trunk:" + trunk + "}:breaker:" + host
+	return NewTrunkKeys(prefix, trunk).Breaker(host)
 }
 
 // breakerScript runs bridge's breaker rules (bridge/breaker.go: View,

@@ -705,13 +705,10 @@ func parseCarrier(part string) (string, Carrier, error) {
 		return "", c, errors.New("missing trunk name")
 	}
 	for _, f := range strings.Split(opts, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
+		k, v, ok := option(f)
+		if !ok {
 			continue
 		}
-		k, v, _ := strings.Cut(f, "=")
-		k = strings.ToLower(strings.TrimSpace(k))
-		v = strings.TrimSpace(v)
 		var err error
 		switch k {
 		case "cps":

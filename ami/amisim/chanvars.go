@@ -48,11 +48,9 @@ type originateVars struct {
 func parseOriginateVars(headers []string) originateVars {
 	var ov originateVars
 	for _, h := range headers {
-		for _, it := range separateArgs(skipBlanks(h), ',', true, maxVariableItems) {
-			name, value, ok := strings.Cut(it, "=")
-			if !ok || name == "" {
-				continue
-			}
+		names, values := VariableItems(h)
+		for i, name := range names {
+			value := values[i]
 			if strings.HasSuffix(name, ")") {
 				ov.funcs = append(ov.funcs, FunctionWrite{Name: name, Value: value})
 				continue

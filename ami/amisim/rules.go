@@ -222,13 +222,10 @@ func parseRule(s string) (Rule, error) {
 	}
 	r.Outcome = o
 	for idx := 1; idx < len(fields); idx++ {
-		f := strings.TrimSpace(fields[idx])
-		if f == "" {
+		k, v, ok := option(fields[idx])
+		if !ok {
 			continue
 		}
-		k, v, _ := strings.Cut(f, "=")
-		k = strings.ToLower(strings.TrimSpace(k))
-		v = strings.TrimSpace(v)
 		var err error
 		switch k {
 		case "ring":
@@ -264,6 +261,17 @@ func parseRule(s string) (Rule, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// option reads one "key=value" option of a rule or carrier entry: the key
+// lower-cased, both trimmed; ok is false for an empty field.
+func option(f string) (k, v string, ok bool) {
+	f = strings.TrimSpace(f)
+	if f == "" {
+		return "", "", false
+	}
+	k, v, _ = strings.Cut(f, "=")
+	return strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v), true
 }
 
 func parseDur(v string, allowForever bool) (time.Duration, error) {
