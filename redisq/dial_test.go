@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,13 +32,7 @@ func TestDial(t *testing.T) {
 	host, portStr, _ := net.SplitHostPort(m.Addr())
 	port, _ := strconv.Atoi(portStr)
 
-	// A port nobody listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	deadPort := refusingPort(t)
 
 	tests := []struct {
 		name    string
@@ -81,4 +76,25 @@ func TestDial(t *testing.T) {
 			t.Log(msg)
 		})
 	}
+}
+
+// refusingPort is a loopback port that refuses connections for the whole
+// test: a socket is bound to it but never listens, so the kernel answers
+// RST and no parallel test (a miniredis on port 0) can be given it. A port
+// merely closed again could be.
+func refusingPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
