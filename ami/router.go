@@ -179,12 +179,15 @@ func (r *router) onNewchannel(e map[string]string) {
 }
 
 func (r *router) onNewstate(e map[string]string) {
-	// Only Up (6) matters to the bridge; ringing and busy states are
-	// reported through OriginateResponse and Hangup.
-	if e["ChannelState"] != "6" {
-		return
+	// Up (6) and Ringing (5, the carrier reached a phone: the trunk
+	// breaker tells a dead trunk from a live one by it) matter to the
+	// bridge; busy and the rest come through OriginateResponse and Hangup.
+	switch e["ChannelState"] {
+	case "6":
+		r.channelEvent(e, bridge.EventUp)
+	case "5":
+		r.channelEvent(e, bridge.EventRinging)
 	}
-	r.channelEvent(e, bridge.EventUp)
 }
 
 func (r *router) onHangup(e map[string]string) {

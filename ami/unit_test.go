@@ -81,7 +81,8 @@ func TestRouterLegsAndUnknownIDs(t *testing.T) {
 
 	r.onNewchannel(map[string]string{"Uniqueid": "a-1", "Channel": "Local/x;1"})
 	r.onNewchannel(map[string]string{"Uniqueid": "a-1;2", "Channel": "Local/x;2"})
-	r.onNewstate(map[string]string{"Uniqueid": "a-1", "ChannelState": "5"}) // Ringing: ignored
+	r.onNewstate(map[string]string{"Uniqueid": "a-1", "ChannelState": "5"}) // Ringing
+	r.onNewstate(map[string]string{"Uniqueid": "a-1", "ChannelState": "4"}) // Ring: ignored
 	r.onNewstate(map[string]string{"Uniqueid": "a-1;2", "ChannelState": "6"})
 	r.onHangup(map[string]string{"Uniqueid": "a-1;2", "Cause": "17", "Cause-txt": "User busy"})
 	r.onOriginateResponse(map[string]string{"ActionID": "o-a", "Response": "Failure", "Reason": "5", "Uniqueid": "a-1"})
@@ -102,8 +103,8 @@ func TestRouterLegsAndUnknownIDs(t *testing.T) {
 		kind bridge.EventKind
 		leg  int
 	}{
-		{bridge.EventNewchannel, 1}, {bridge.EventNewchannel, 2}, {bridge.EventUp, 2},
-		{bridge.EventHangup, 2}, {bridge.EventOriginateResponse, 0},
+		{bridge.EventNewchannel, 1}, {bridge.EventNewchannel, 2}, {bridge.EventRinging, 1},
+		{bridge.EventUp, 2}, {bridge.EventHangup, 2}, {bridge.EventOriginateResponse, 0},
 	}
 	if len(evs) != len(want) {
 		t.Fatalf("events %s", describe(evs))
@@ -116,7 +117,7 @@ func TestRouterLegsAndUnknownIDs(t *testing.T) {
 			t.Errorf("event %d without At", i)
 		}
 	}
-	if evs[3].Cause != 17 || evs[3].CauseText != "User busy" || evs[4].Reason != 5 || evs[4].Response != "Failure" {
+	if evs[4].Cause != 17 || evs[4].CauseText != "User busy" || evs[5].Reason != 5 || evs[5].Response != "Failure" {
 		t.Errorf("fields: %s", describe(evs))
 	}
 	if got := w.Drain(); len(got) != 0 {

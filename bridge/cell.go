@@ -114,6 +114,10 @@ type Cell struct {
 	claiming    atomic.Bool
 	obs         Observer
 
+	adm     []Admission   // limits on claiming beyond threads (admission.go)
+	admWake chan struct{} // any admission's Wake
+	gates   []DialGate    // passed before each Originate, in order
+
 	// claimMu is held around each ClaimNext, so ReconcileOwn can read the
 	// claimed list when no BLMOVE is in flight; held counts the claimed
 	// entries our calls hold (by raw bytes: identical copies are counted).
@@ -168,6 +172,7 @@ func NewCell(opt Options, store Store, confirms Confirmations, dialer Dialer, lo
 		redisHealth: retry.NewHealth("redis", log),
 		obs:         nopObserver{},
 		held:        map[string]int{},
+		admWake:     make(chan struct{}, 1),
 	}
 	c.round()
 	return c
@@ -199,6 +204,9 @@ func (c *Cell) Run(ctx context.Context) error {
 	recoverDone := make(chan struct{})
 	go func() { defer close(recoverDone); c.recoverLoop(ctx, c.opt.RecoverEvery) }()
 	defer func() { <-recoverDone }()
+	wakesDone := make(chan struct{})
+	go func() { defer close(wakesDone); c.forwardWakes(ctx) }()
+	defer func() { <-wakesDone }()
 
 	c.claimLoop(ctx, callCtx, &wg)
 	c.claiming.Store(false)
@@ -242,6 +250,15 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			return
 		}
 		c.claiming.Store(true)
+		// Pacing, the trunk, the replicas: what they hold back stays in
+		// the dial list.
+		if len(c.adm) > 0 && c.admit(ctx, 1) == 0 {
+			c.giveBack()
+			if !c.waitAdmission(ctx) {
+				return
+			}
+			continue
+		}
 		// ClaimNext gets callCtx, not ctx: cancelling a BLMOVE mid-flight
 		// could lose the reply of a move Redis already made. It returns
 		// within about a second anyway.
@@ -253,6 +270,7 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		c.claimMu.Unlock()
 		if err != nil {
 			c.giveBack()
+			c.unused(1)
 			if callCtx.Err() != nil {
 				return
 			}
@@ -268,16 +286,19 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		c.redisHealth.Up()
 		if raw == nil {
 			c.giveBack()
+			c.unused(1)
 			continue
 		}
+		adm := c.newAdmitted()
 		// The BLMOVE may have been waiting when AMI went down: give the
 		// command back (front of the queue, it was first) rather than
 		// hold it in memory while nothing can be dialed.
 		if !c.dialer.Ready() && c.unclaim(callCtx, raw) {
 			c.giveBack()
+			adm.release(nil)
 			continue
 		}
-		c.start(callCtx, raw, wg)
+		c.start(callCtx, raw, adm, wg)
 		c.claimBatch(ctx, callCtx, wg)
 	}
 }
@@ -299,6 +320,15 @@ func (c *Cell) claimBatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 	if n == 0 {
 		return
 	}
+	if len(c.adm) > 0 {
+		k := c.admit(ctx, n)
+		for ; n > k; n-- {
+			c.giveBack()
+		}
+		if n == 0 {
+			return
+		}
+	}
 	c.claimMu.Lock()
 	more, err := bc.ClaimMore(callCtx, n)
 	for _, raw := range more {
@@ -309,20 +339,21 @@ func (c *Cell) claimBatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		c.redisHealth.Down(err)
 	}
 	for _, raw := range more {
-		c.start(callCtx, raw, wg)
+		c.start(callCtx, raw, c.newAdmitted(), wg)
 	}
 	for i := len(more); i < n; i++ {
 		c.giveBack()
 	}
+	c.unused(n - len(more))
 }
 
 // start runs one claimed command on its own goroutine; the caller holds a
 // slot for it and has recorded it as held.
-func (c *Cell) start(callCtx context.Context, raw []byte, wg *sync.WaitGroup) {
+func (c *Cell) start(callCtx context.Context, raw []byte, adm *admitted, wg *sync.WaitGroup) {
 	c.obs.Claimed()
 	c.inFlight.Add(1)
 	wg.Add(1)
-	go c.handle(callCtx, raw, func() {
+	go c.handle(callCtx, raw, adm, func() {
 		c.release(raw)
 		c.inFlight.Add(-1)
 		<-c.slots

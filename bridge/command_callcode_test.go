@@ -74,7 +74,7 @@ func TestBadCallCodeEndsFailedUndialed(t *testing.T) {
 			c := NewCell(Options{Cell: "101", Instance: "i1", ChannelTemplate: "Local/{number}@lab",
 				ACKTimeout: time.Minute}, store, codeConfirms{code}, dialer, zerolog.Nop())
 			c.dialing <- struct{}{} // the place handle leaves
-			c.handle(context.Background(), []byte(`{"id":"c1","number":"1"}`), func() {})
+			c.handle(context.Background(), []byte(`{"id":"c1","number":"1"}`), nil, func() {})
 			if dialer.originates != 0 {
 				t.Fatalf("%d Originates sent", dialer.originates)
 			}

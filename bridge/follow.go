@@ -20,6 +20,10 @@ type follower struct {
 	w           Watch
 	ringTimeout time.Duration
 	done        func() // the call's slot is released: called once, at the very end
+	adm         *admitted
+	// gated: the Originate passed the dial gates, which are told the
+	// outcome when the call ends.
+	gated bool
 
 	t tracker
 	// Asterisk sends the OriginateResponse by the ring timeout at the
@@ -60,8 +64,12 @@ func (f *follower) proceed() {
 		f.check.Stop()
 	}
 	if r != nil {
+		if f.gated {
+			f.c.exitGates(f.call, FateAccepted, r, f.t.rang)
+		}
 		f.c.finish(f.ctx, f.log, f.call, r)
 	}
+	f.adm.release(f.call)
 	f.done()
 }
 
@@ -157,6 +165,7 @@ func (f *follower) run() (r *Result, parked bool) {
 					call.State = StateAnswered
 					call.AnsweredAt = t.answeredAt()
 					call.Channel = t.channel
+					f.adm.release(call) // no longer dialing (contract section 6)
 					log.Debug().Str("channel", t.channel).Msg("answered")
 					// Already over (a short call whose events came together):
 					// the result follows at once, and Finish records the

@@ -19,7 +19,7 @@ import (
 // when ctx is cancelled (hard stop); the command then stays claimed. done
 // is called once the call is over, possibly after handle returned: an
 // answered call parks (see follower).
-func (c *Cell) handle(ctx context.Context, raw []byte, done func()) {
+func (c *Cell) handle(ctx context.Context, raw []byte, adm *admitted, done func()) {
 	// The place in the dialing window is left once Asterisk accepted the
 	// Originate, or when the call ends before that.
 	dialing := true
@@ -30,9 +30,11 @@ func (c *Cell) handle(ctx context.Context, raw []byte, done func()) {
 		}
 	}
 	handedOff := false
+	var call *Call
 	defer func() {
 		leaveDialing()
 		if !handedOff {
+			adm.release(call)
 			done()
 		}
 	}()
@@ -42,7 +44,7 @@ func (c *Cell) handle(ctx context.Context, raw []byte, done func()) {
 		c.bury(ctx, raw, err, received)
 		return
 	}
-	call := &Call{
+	call = &Call{
 		Cmd:        cmd,
 		Raw:        raw,
 		Cell:       c.opt.Cell,
@@ -103,6 +105,7 @@ func (c *Cell) handle(ctx context.Context, raw []byte, done func()) {
 	if f != nil {
 		handedOff = true
 		leaveDialing()
+		f.adm = adm
 		f.done = done
 		f.proceed()
 		return
@@ -153,6 +156,18 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 			return nil, nil
 		}
 
+		// The trunk's token is taken last, right before the action is
+		// written, so that its spacing holds at the AMI wire.
+		if err := c.enterGates(ctx, call, amiDeadline); err != nil {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			call.Attempts--
+			r := call.Result(StatusFailed)
+			r.Error = err.Error()
+			return r, nil
+		}
+
 		w, err := c.dialer.Originate(ctx, c.originateRequest(call, ringTimeout))
 		var refused *RefusedError
 		switch {
@@ -160,14 +175,18 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 			call.OriginatedAt = time.Now()
 			c.obs.Originated(call.OriginatedAt.Sub(call.ReceivedAt))
 			log.Debug().Int("attempt", call.Attempts).Str("channel_id", call.ChannelID).Msg("originate queued")
-			return nil, c.newFollower(ctx, log, call, w, ringTimeout)
+			f := c.newFollower(ctx, log, call, w, ringTimeout)
+			f.gated = len(c.gates) > 0
+			return nil, f
 		case errors.Is(err, ErrInvalidRequest):
+			c.exitGates(call, FateNotWritten, nil, false)
 			call.Attempts--
 			r := call.Result(StatusFailed)
 			r.Error = err.Error()
 			return r, nil
 		case errors.Is(err, ErrNotWritten):
 			// Not an attempt in Asterisk's eyes: nothing was sent.
+			c.exitGates(call, FateNotWritten, nil, false)
 			call.Attempts--
 			lastErr = err
 			if !retry.Sleep(ctx, c.opt.RetryPause) {
@@ -177,6 +196,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 				return amiUnavailable(call, err), nil
 			}
 		case errors.As(err, &refused):
+			c.exitGates(call, FateRefused, nil, false)
 			lastErr = err
 			log.Warn().Int("attempt", call.Attempts).Str("ami_message", refused.Message).Msg("originate refused")
 			if call.Attempts < c.opt.Retries {
@@ -193,6 +213,7 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 			}
 			r := call.Result(StatusUnknown)
 			r.Error = err.Error()
+			c.exitGates(call, FateNoResponse, r, false)
 			return r, nil
 		}
 	}
@@ -339,3 +360,24 @@ type callLog struct {
 func (c callLog) Debug() *zerolog.Event { return c.l.Debug().Str("id", c.id) }
 func (c callLog) Info() *zerolog.Event  { return c.l.Info().Str("id", c.id) }
 func (c callLog) Warn() *zerolog.Event  { return c.l.Warn().Str("id", c.id) }
+
+// enterGates passes the dial gates in order; when one refuses, those
+// already passed are left again (nothing was written).
+func (c *Cell) enterGates(ctx context.Context, call *Call, deadline time.Time) error {
+	for i, g := range c.gates {
+		if err := g.Enter(ctx, call, deadline); err != nil {
+			for _, prev := range c.gates[:i] {
+				prev.Exit(call, FateNotWritten, nil, false)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// exitGates tells every gate how the attempt or the call ended.
+func (c *Cell) exitGates(call *Call, fate OriginateFate, r *Result, rang bool) {
+	for _, g := range c.gates {
+		g.Exit(call, fate, r, rang)
+	}
+}

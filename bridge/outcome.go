@@ -62,6 +62,7 @@ type tracker struct {
 
 	legSeen [3]bool // index 1: our channel, 2: the ";2" half of a Local channel
 	legHung [3]bool
+	rang    bool // a leg rang or was answered (the breaker's "rang")
 
 	cause     int // first non-zero Hangup cause
 	causeText string
@@ -125,9 +126,15 @@ func (t *tracker) apply(ev Event) {
 		if ev.Leg == 1 && ev.Channel != "" {
 			t.channel = ev.Channel
 		}
+	case EventRinging:
+		if ev.Leg == 1 || ev.Leg == 2 {
+			t.legSeen[ev.Leg] = true
+			t.rang = true
+		}
 	case EventUp:
 		if ev.Leg == 1 || ev.Leg == 2 {
 			t.legSeen[ev.Leg] = true
+			t.rang = true
 		}
 		if ev.Leg == 1 && t.upAt.IsZero() {
 			t.upAt = t.stamp(ev.At)

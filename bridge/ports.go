@@ -168,6 +168,9 @@ const (
 	EventLost
 	// EventRestored reports that AMI is connected again after EventLost.
 	EventRestored
+	// EventRinging reports that a leg of our call rings (Newstate 5
+	// Ringing): the carrier reached a phone (the trunk breaker's "rang").
+	EventRinging
 )
 
 func (k EventKind) String() string {
@@ -184,6 +187,8 @@ func (k EventKind) String() string {
 		return "Lost"
 	case EventRestored:
 		return "Restored"
+	case EventRinging:
+		return "Ringing"
 	}
 	return "Unknown"
 }
