@@ -143,7 +143,7 @@ func runBaseline(ctx context.Context, addr, prefix, cell string, n, threads, cla
 	return BaselineResult{Calls: n, Duration: dur, CallsPS: float64(n) / dur.Seconds()}, nil
 }
 
-func baselineCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, raw string) error {
+func baselineCall(ctx context.Context, rdb redis.UniversalClient, keys redisq.Keys, claimed, raw string) error {
 	id := rawID(raw)
 	call := keys.Call(id)
 	now := time.Now().UTC().Format(time.RFC3339Nano)
@@ -173,7 +173,7 @@ func rawID(raw string) string {
 }
 
 // baselineBegin: status hash and ACK, one round trip.
-func baselineBegin(ctx context.Context, rdb *redis.Client, keys redisq.Keys, call, id, raw, now string) error {
+func baselineBegin(ctx context.Context, rdb redis.UniversalClient, keys redisq.Keys, call, id, raw, now string) error {
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, call, "id", id, "state", "acked", "received_at", now, "raw", raw)
 		p.LPush(ctx, keys.Ack(), `{"id":"`+id+`","cell":"bench","instance":"baseline","received_at":"`+now+`"}`)
@@ -186,7 +186,7 @@ func baselineBegin(ctx context.Context, rdb *redis.Client, keys redisq.Keys, cal
 }
 
 // baselineMarkDialing: the state written before an originate.
-func baselineMarkDialing(ctx context.Context, rdb *redis.Client, call, now string) error {
+func baselineMarkDialing(ctx context.Context, rdb redis.UniversalClient, call, now string) error {
 	if err := rdb.HSet(ctx, call, "state", "originating", "dialed_at", now).Err(); err != nil {
 		return fmt.Errorf("baseline mark dialing: %w", err)
 	}
@@ -195,7 +195,7 @@ func baselineMarkDialing(ctx context.Context, rdb *redis.Client, call, now strin
 
 // baselineAnswerFinish: the answered state, then the result with the
 // removal from the claimed list.
-func baselineAnswerFinish(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, call, id, raw, now string) error {
+func baselineAnswerFinish(ctx context.Context, rdb redis.UniversalClient, keys redisq.Keys, claimed, call, id, raw, now string) error {
 	if err := rdb.HSet(ctx, call, "state", "answered", "answered_at", now).Err(); err != nil {
 		return fmt.Errorf("baseline mark answered: %w", err)
 	}

@@ -123,7 +123,7 @@ func runBaselineChain(ctx context.Context, addr, prefix, cell string, n, threads
 	return r, nil
 }
 
-func chainCall(ctx context.Context, rdb *redis.Client, keys redisq.Keys, claimed, raw string, d *driver, waiters *sync.Map) error {
+func chainCall(ctx context.Context, rdb redis.UniversalClient, keys redisq.Keys, claimed, raw string, d *driver, waiters *sync.Map) error {
 	id := rawID(raw)
 	idx, _ := indexOfID(id)
 	confirmed := make(chan struct{})

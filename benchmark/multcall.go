@@ -26,7 +26,7 @@ import (
 // It records, per command, when it was pushed, originated (through the AMI
 // simulator's hook) and when its result was read.
 type driver struct {
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	keys redisq.Keys
 	n    int
 
@@ -38,7 +38,7 @@ type driver struct {
 	statuses map[string]int
 }
 
-func newDriver(rdb *redis.Client, keys redisq.Keys, n int) *driver {
+func newDriver(rdb redis.UniversalClient, keys redisq.Keys, n int) *driver {
 	return &driver{
 		rdb: rdb, keys: keys, n: n,
 		pushAt: make([]atomic.Int64, n), origAt: make([]atomic.Int64, n), resAt: make([]atomic.Int64, n),
@@ -149,7 +149,7 @@ func (d *driver) push(ctx context.Context, from, k int) error {
 
 // popBatch waits up to a second for one element of key, then takes up to
 // 1,000 more without waiting.
-func popBatch(ctx context.Context, rdb *redis.Client, key string) ([]string, error) {
+func popBatch(ctx context.Context, rdb redis.UniversalClient, key string) ([]string, error) {
 	kv, err := rdb.BRPop(ctx, time.Second, key).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -293,7 +293,7 @@ func (d *driver) statusSummary() string {
 
 // deleteKeys removes every key of a run (SCAN + UNLINK), so that runs do
 // not fill the Redis.
-func deleteKeys(ctx context.Context, rdb *redis.Client, prefix string) error {
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+":*", 2000).Result()

@@ -45,7 +45,7 @@ const NotFoundMessage = "The requested call is not found"
 // Options configure the handler.
 type Options struct {
 	// RDB is the Redis client submit and status use.
-	RDB *redis.Client
+	RDB redis.UniversalClient
 	// Prefix is redis.prefix; Cell is the daemon's own cell, the only one
 	// whose calls this API takes and reports.
 	Prefix string

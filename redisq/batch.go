@@ -35,7 +35,7 @@ type scriptReq struct {
 }
 
 type batcher struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 
 	mu      sync.Mutex
 	queue   []*scriptReq

@@ -44,7 +44,7 @@ const (
 // instance's private list (Keys.ConfirmFor), which its router reads first.
 // A message read from the private list is never forwarded again.
 type ConfirmRouter struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	keys     Keys
 	instance string
 	private  string
@@ -106,7 +106,7 @@ type confirmMsg struct {
 }
 
 // NewConfirmRouter builds the router of cell for instance.
-func NewConfirmRouter(rdb *redis.Client, prefix, cell, instance string, log zerolog.Logger) *ConfirmRouter {
+func NewConfirmRouter(rdb redis.UniversalClient, prefix, cell, instance string, log zerolog.Logger) *ConfirmRouter {
 	k := NewKeys(prefix, cell)
 	r := &ConfirmRouter{
 		rdb:        rdb,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestPoolSize(t *testing.T) {
@@ -57,7 +58,7 @@ func TestDial(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer rdb.Close()
-				if got := rdb.Options().PoolSize; got != PoolSize(100, 1) {
+				if got := rdb.(*redis.Client).Options().PoolSize; got != PoolSize(100, 1) {
 					t.Errorf("pool size %d", got)
 				}
 				return

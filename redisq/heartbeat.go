@@ -42,7 +42,7 @@ type HeartbeatInfo struct {
 // found without scanning the keyspace: beat once (Run does at once) before
 // the first ClaimNext.
 type Heartbeat struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	keys     Keys
 	instance string
 	key      string
@@ -58,7 +58,7 @@ type Heartbeat struct {
 // NewHeartbeat builds the heartbeat of instance. info is called at every
 // beat (it may be nil); ttl and every default to DefaultHeartbeatTTL and
 // DefaultHeartbeatEvery when not positive, and every is kept below ttl.
-func NewHeartbeat(rdb *redis.Client, keys Keys, instance string, info func() HeartbeatInfo, ttl, every time.Duration) *Heartbeat {
+func NewHeartbeat(rdb redis.UniversalClient, keys Keys, instance string, info func() HeartbeatInfo, ttl, every time.Duration) *Heartbeat {
 	if ttl <= 0 {
 		ttl = DefaultHeartbeatTTL
 	}
@@ -195,7 +195,7 @@ type InstanceInfo struct {
 // not expired), sorted by name: SMEMBERS of the instance set, then one
 // pipeline. Members left with neither heartbeat nor claimed commands are
 // pruned from the set on the way.
-func Instances(ctx context.Context, rdb *redis.Client, k Keys) ([]InstanceInfo, error) {
+func Instances(ctx context.Context, rdb redis.UniversalClient, k Keys) ([]InstanceInfo, error) {
 	names, err := RegisteredInstances(ctx, rdb, k)
 	if err != nil {
 		return nil, err
@@ -244,7 +244,7 @@ func Instances(ctx context.Context, rdb *redis.Client, k Keys) ([]InstanceInfo, 
 // RegisteredInstances lists, sorted, every instance in the cell's instance
 // set: the live ones and the dead ones that may have left claimed commands
 // (what crash recovery looks at).
-func RegisteredInstances(ctx context.Context, rdb *redis.Client, k Keys) ([]string, error) {
+func RegisteredInstances(ctx context.Context, rdb redis.UniversalClient, k Keys) ([]string, error) {
 	names, err := rdb.SMembers(ctx, k.InstanceSet()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("instances of cell %s: %w", k.Cell(), err)

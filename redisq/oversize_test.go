@@ -18,7 +18,7 @@ import (
 )
 
 // rqGuarded is a client made by Dial (so with the reply guard) on m's addr.
-func rqGuarded(t *testing.T, addr string) *redis.Client {
+func rqGuarded(t *testing.T, addr string) redis.UniversalClient {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)

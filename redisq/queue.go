@@ -46,7 +46,7 @@ const (
 // Queue is the Redis side of one cell for one instance: it implements
 // bridge.Store. It is safe for concurrent use.
 type Queue struct {
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	keys      Keys
 	instance  string
 	claimed   string // Keys.Claimed(instance), precomputed
@@ -135,7 +135,7 @@ func WithClock(now func() time.Time) QueueOption {
 }
 
 // NewQueue returns the Store of cell for instance.
-func NewQueue(rdb *redis.Client, prefix, cell, instance string, opts ...QueueOption) *Queue {
+func NewQueue(rdb redis.UniversalClient, prefix, cell, instance string, opts ...QueueOption) *Queue {
 	k := NewKeys(prefix, cell)
 	q := &Queue{
 		rdb:       rdb,
@@ -162,7 +162,7 @@ func (q *Queue) Keys() Keys { return q.keys }
 func (q *Queue) Instance() string { return q.instance }
 
 // Client returns the Redis client.
-func (q *Queue) Client() *redis.Client { return q.rdb }
+func (q *Queue) Client() redis.UniversalClient { return q.rdb }
 
 // ClaimNext implements bridge.Store: BLMOVE dial → claimed:<instance>, from
 // the right (oldest) to the left, blocking at most one second. It returns

@@ -7,13 +7,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // ReadStats reads the cell's counters hash. Fields that are not integers
 // (nobody writes such, but the hash is shared) are skipped.
-func ReadStats(ctx context.Context, rdb *redis.Client, k Keys) (map[string]int64, error) {
+func ReadStats(ctx context.Context, rdb redis.UniversalClient, k Keys) (map[string]int64, error) {
 	m, err := rdb.HGetAll(ctx, k.Stats()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", k.Stats(), err)
@@ -40,7 +41,7 @@ type Depths struct {
 // ReadDepths reads the lengths of the cell's lists: SMEMBERS of the
 // instance set, then one pipeline of LLENs (the claimed lists of the
 // registered instances; see ScanClaimed for a full audit).
-func ReadDepths(ctx context.Context, rdb *redis.Client, k Keys) (Depths, error) {
+func ReadDepths(ctx context.Context, rdb redis.UniversalClient, k Keys) (Depths, error) {
 	names, err := RegisteredInstances(ctx, rdb, k)
 	if err != nil {
 		return Depths{}, fmt.Errorf("depths of cell %s: %w", k.Cell(), err)
@@ -78,7 +79,7 @@ func ReadDepths(ctx context.Context, rdb *redis.Client, k Keys) (Depths, error) 
 // cell that has a claimed list, registered in the instance set or not. Its
 // cost grows with the whole keyspace: for audits and tests, not for every
 // monitor refresh.
-func ScanClaimed(ctx context.Context, rdb *redis.Client, k Keys) ([]string, error) {
+func ScanClaimed(ctx context.Context, rdb redis.UniversalClient, k Keys) ([]string, error) {
 	keys, err := scanKeys(ctx, rdb, k.ClaimedPattern())
 	if err != nil {
 		return nil, fmt.Errorf("claimed lists of cell %s: %w", k.Cell(), err)
@@ -92,7 +93,7 @@ func ScanClaimed(ctx context.Context, rdb *redis.Client, k Keys) ([]string, erro
 
 // ReadCall returns the fields of a call's status hash; (nil, nil) when the
 // hash does not exist.
-func ReadCall(ctx context.Context, rdb *redis.Client, k Keys, id string) (map[string]string, error) {
+func ReadCall(ctx context.Context, rdb redis.UniversalClient, k Keys, id string) (map[string]string, error) {
 	m, err := rdb.HGetAll(ctx, k.Call(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read call %s: %w", id, err)
@@ -104,25 +105,35 @@ func ReadCall(ctx context.Context, rdb *redis.Client, k Keys, id string) (map[st
 }
 
 // scanKeys lists the keys matching pattern with SCAN, sorted, without
-// duplicates (SCAN may return a key twice).
-func scanKeys(ctx context.Context, rdb *redis.Client, pattern string) ([]string, error) {
+// duplicates (SCAN may return a key twice). On a Cluster every master is
+// scanned: SCAN sees one node's keys, and while a slot migrates its keys
+// sit on two.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	var mu sync.Mutex
 	seen := make(map[string]struct{})
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			if errors.Is(err, redis.Nil) {
-				break
+	err := ForEachMaster(ctx, rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				if errors.Is(err, redis.Nil) {
+					return nil
+				}
+				return fmt.Errorf("scan %s: %w", pattern, err)
 			}
-			return nil, fmt.Errorf("scan %s: %w", pattern, err)
+			mu.Lock()
+			for _, key := range keys {
+				seen[key] = struct{}{}
+			}
+			mu.Unlock()
+			if next == 0 {
+				return nil
+			}
+			cursor = next
 		}
-		for _, key := range keys {
-			seen[key] = struct{}{}
-		}
-		if next == 0 {
-			break
-		}
-		cursor = next
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, 0, len(seen))
 	for key := range seen {
@@ -130,6 +141,12 @@ func scanKeys(ctx context.Context, rdb *redis.Client, pattern string) ([]string,
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// ScanKeys is scanKeys for other packages (the recovery's first pass, the
+// bench's cleanup): SCAN MATCH over every master.
+func ScanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	return scanKeys(ctx, rdb, pattern)
 }
 
 // Call returns the fields of a call's status hash (see ReadCall).

@@ -45,7 +45,7 @@ type demoOptions struct {
 	tui         bool // the full-screen monitor (stdout is a terminal)
 	// inspect, when set (tests), looks at Redis when the demo is asked to
 	// stop, before anything is torn down.
-	inspect func(rdb *redis.Client)
+	inspect func(rdb redis.UniversalClient)
 }
 
 // runDemo runs the real daemon on an embedded default: miniredis, the AMI
@@ -306,7 +306,7 @@ func pushAtRate(ctx context.Context, mc *multcallsim.Sim, rate float64) {
 }
 
 // statusLine is the demo's one-line view when stdout is not a terminal.
-func statusLine(ctx context.Context, rdb *redis.Client, k redisq.Keys, c *bridge.Cell, qm *hostedQM) string {
+func statusLine(ctx context.Context, rdb redis.UniversalClient, k redisq.Keys, c *bridge.Cell, qm *hostedQM) string {
 	dep, err := redisq.ReadDepths(ctx, rdb, k)
 	if err != nil {
 		return "redis: " + err.Error()

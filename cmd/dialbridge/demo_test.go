@@ -25,7 +25,7 @@ func TestDemoPlain(t *testing.T) {
 		cell: "101", threads: 50, rate: 25, operators: "3", ringTimeout: time.Second,
 		rules: demoMix(400 * time.Millisecond),
 		ops:   opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Reject: 0.2, Ignore: 0.1, Seed: 7},
-		inspect: func(rdb *redis.Client) {
+		inspect: func(rdb redis.UniversalClient) {
 			c := context.Background()
 			msgs, _ := rdb.XRange(c, redisq.ACDKey("dialbridge", "101", "log"), "-", "+").Result()
 			for _, m := range msgs {

@@ -7,15 +7,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,35 +102,17 @@ func parseMonitorFlags(args []string, stderr io.Writer) (*monitorFlags, error) {
 	return f, nil
 }
 
-// redisAddr resolves --redis over the settings.
-func redisAddr(flagVal string, s *config.Settings) (string, error) {
-	if flagVal == "" {
-		return s.Redis.Addr(), nil
-	}
-	h, p, err := net.SplitHostPort(flagVal)
-	if err != nil {
-		return "", fmt.Errorf("--redis: %q is not HOST:PORT", flagVal)
-	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("--redis: bad port in %q", flagVal)
-	}
-	return net.JoinHostPort(h, p), nil
-}
-
 // monitorClient is a Redis client that fails fast: a monitor must show
-// "Redis down" within a refresh, not hang on it.
-func monitorClient(addr string, s *config.Settings) *redis.Client {
-	opt := &redis.Options{
-		Addr: addr, Password: s.Redis.Password.Reveal(), DB: s.Redis.DB,
-		ClientName:  "dialbridge-monitor",
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		MaxRetries: -1, PoolSize: 4,
+// "Redis down" within a refresh, not hang on it. It reads the same redis.*
+// settings as the daemon (Sentinel, Cluster, ACL user); --redis HOST:PORT
+// replaces them with one plain Redis.
+func monitorClient(flagVal string, s *config.Settings) (redis.UniversalClient, error) {
+	o, err := redisDialOptions(s, flagVal)
+	if err != nil {
+		return nil, err
 	}
-	if s.Redis.TLS {
-		host, _, _ := net.SplitHostPort(addr)
-		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
-	}
-	return redis.NewClient(opt)
+	o.ClientName, o.FailFast = "dialbridge-monitor", true
+	return redisq.NewClient(o), nil
 }
 
 func runMonitor(args []string) int {
@@ -158,11 +137,10 @@ func runMonitor(args []string) int {
 	if len(cells) == 0 {
 		return fail(os.Stderr, exitUsage, "monitor: no cells: name them with --cell (the settings have no queues)")
 	}
-	addr, err := redisAddr(f.redis, s)
+	rdb, err := monitorClient(f.redis, s)
 	if err != nil {
 		return fail(os.Stderr, exitUsage, "%v", err)
 	}
-	rdb := monitorClient(addr, s)
 	defer rdb.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -179,7 +157,8 @@ func runMonitor(args []string) int {
 
 	// go-redis would print its complaints over the screen.
 	redisq.SetClientLogger(zerolog.Nop())
-	mo := dash.Options{Title: "redis " + addr, Interval: f.interval, ACDCell: acdCell, Fetch: coll.Collect}
+	dopts, _ := redisDialOptions(s, f.redis) // monitorClient checked it
+	mo := dash.Options{Title: "redis " + dopts.Where(), Interval: f.interval, ACDCell: acdCell, Fetch: coll.Collect}
 	var hosted *hostedQM
 	var startNotes []string
 	var console func(sink func(dash.ConsoleMsg)) *dash.Console
@@ -194,7 +173,7 @@ func runMonitor(args []string) int {
 		}
 	default:
 		notes := &noteBuffer{}
-		hosted, err = hostQueueManager(ctx, s, qf, acdCell, addr, f.ringTimeout, notes.logf)
+		hosted, err = hostQueueManager(ctx, s, qf, acdCell, f.redis, f.ringTimeout, notes.logf)
 		if err != nil {
 			mo.ACDMode = "read-only"
 			mo.ACDNote = fmt.Sprintf("queue manager not hosted: %v (attach with --attach ADDR to a running queue serve)", err)
@@ -306,7 +285,7 @@ type hostedQM struct {
 	wg      sync.WaitGroup
 	wgInbox sync.WaitGroup
 	store   *redisq.ACDStore
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	stopped sync.Once
 }
 

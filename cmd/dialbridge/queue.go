@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,7 +234,7 @@ func runQueueManager(ctx context.Context, args []string, serve bool, sio queueIO
 		m       *acd.Machine
 		startup []acd.Message
 		store   *redisq.ACDStore
-		rdb     *redis.Client
+		rdb     redis.UniversalClient
 	)
 	opt := acdserver.Options{Logf: logf}
 	if f.cell == "" {
@@ -257,7 +256,8 @@ func runQueueManager(ctx context.Context, args []string, serve bool, sio queueIO
 	}
 	where := "memory only"
 	if store != nil {
-		where = fmt.Sprintf("Redis %s, cell %s", rdb.Options().Addr, f.cell)
+		dopts, _ := redisDialOptions(s, f.redis) // openQueueStore checked it
+		where = fmt.Sprintf("Redis %s, cell %s", dopts.Where(), f.cell)
 	}
 	// Basic mode prints the floor's messages at start, then listens to the
 	// engine before the inbox starts: events taken at once are printed.
@@ -338,29 +338,19 @@ func runQueueManager(ctx context.Context, args []string, serve bool, sio queueIO
 // openQueueStore connects to Redis, takes the cell's lease and restores
 // the floor saved there (or starts a new one and saves it).
 func openQueueStore(ctx context.Context, f *queueFlags, s *config.Settings, ops []acd.Operator, rt time.Duration,
-	logf func(string, ...any)) (*redis.Client, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
-	host, port := s.Redis.Host, s.Redis.Port
-	if f.redis != "" {
-		h, p, err := net.SplitHostPort(f.redis)
-		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("--redis: %q is not HOST:PORT", f.redis)
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return nil, nil, nil, nil, fmt.Errorf("--redis: bad port in %q", f.redis)
-		}
-		host, port = h, n
+	logf func(string, ...any)) (redis.UniversalClient, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
+	dopts, err := redisDialOptions(s, f.redis)
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
+	dopts.ClientName = "dialbridge-queue-" + f.cell
 	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer dcancel()
-	rdb, err := redisq.Dial(dctx, redisq.DialOptions{
-		Host: host, Port: port, Password: s.Redis.Password.Reveal(), DB: s.Redis.DB, TLS: s.Redis.TLS,
-		ClientName: "dialbridge-queue-" + f.cell,
-	})
+	rdb, err := redisq.Dial(dctx, dopts)
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("queue manager of cell %s: %w", f.cell, err)
 	}
-	fail := func(err error) (*redis.Client, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
+	fail := func(err error) (redis.UniversalClient, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
 		rdb.Close()
 		return nil, nil, nil, nil, err
 	}
@@ -368,7 +358,7 @@ func openQueueStore(ctx context.Context, f *queueFlags, s *config.Settings, ops 
 	if err != nil {
 		return fail(fmt.Errorf("queue manager of cell %s: %w", f.cell, err))
 	}
-	release := func(err error) (*redis.Client, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
+	release := func(err error) (redis.UniversalClient, *redisq.ACDStore, *acd.Machine, []acd.Message, error) {
 		_ = store.Close(context.Background())
 		return fail(err)
 	}

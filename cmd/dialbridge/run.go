@@ -129,7 +129,9 @@ type daemon struct {
 	settings *config.Settings
 	cellName string
 	instance string
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
+	// redisWhere names the Redis servers for logs (redisq.DialOptions.Where).
+	redisWhere string
 	amic     *ami.Client
 	keys     redisq.Keys
 	queue    *redisq.Queue
@@ -181,7 +183,7 @@ func isRedisAuthError(err error) bool {
 // dialRedis connects to Redis, waiting with backoff (one log line per
 // outage, systemd told why) while it is unreachable: a Redis blip at boot
 // must not leave the cell down. A refused login is returned at once.
-func dialRedis(ctx context.Context, log zerolog.Logger, opts redisq.DialOptions, notify func(string)) (*redis.Client, error) {
+func dialRedis(ctx context.Context, log zerolog.Logger, opts redisq.DialOptions, notify func(string)) (redis.UniversalClient, error) {
 	health := retry.NewHealth("redis", log)
 	var backoff time.Duration
 	for {
@@ -236,11 +238,14 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)
 	redisq.SetClientLogger(d.log)
 
-	d.rdb, err = dialRedis(ctx, d.log, redisq.DialOptions{
-		Host: s.Redis.Host, Port: s.Redis.Port, Username: s.Redis.Username, Password: s.Redis.Password.Reveal(),
-		DB: s.Redis.DB, TLS: s.Redis.TLS, Threads: q.Threads, Cells: 1,
-		ClientName: "dialbridge-" + cellName + "-" + d.instance,
-	}, o.sdNotify())
+	dopts, err := redisDialOptions(s, "")
+	if err != nil {
+		return nil, configError{err}
+	}
+	dopts.Threads, dopts.Cells = q.Threads, 1
+	dopts.ClientName = "dialbridge-" + cellName + "-" + d.instance
+	d.redisWhere = dopts.Where()
+	d.rdb, err = dialRedis(ctx, d.log, dopts, o.sdNotify())
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +321,7 @@ func (o daemonOptions) wrap(s bridge.Store) bridge.Store {
 // Run runs the cell until ctx ends, then drains and releases everything.
 func (d *daemon) Run(ctx context.Context) error {
 	d.log.Info().Str("version", version).Int("threads", d.cell.Options().Threads).
-		Str("redis", d.settings.Redis.Addr()).Str("ami", d.settings.AMI.Addr()).Msg("started")
+		Str("redis", d.redisWhere).Str("ami", d.settings.AMI.Addr()).Msg("started")
 
 	// Registered and beating before the first claim: recovery elsewhere
 	// must never take a live instance for a dead one.

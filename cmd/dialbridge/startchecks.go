@@ -9,24 +9,35 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/redisq"
 )
 
 // Warnings at start about settings that work but break a promise.
 
 // warnRedisPolicy warns when Redis may evict keys: an evicted call hash
 // breaks "never dial twice". CONFIG GET is often not allowed to the
-// daemon's ACL user (docs/OPERATIONS.md): then nothing is said.
-func warnRedisPolicy(ctx context.Context, log zerolog.Logger, rdb *redis.Client) {
+// daemon's ACL user (docs/OPERATIONS.md): then nothing is said. Each
+// master is asked (on a Cluster, a cell may live on any; behind Sentinel
+// the failover client asks the current master); the replicas take the
+// policy over when promoted, so operators set it there too.
+func warnRedisPolicy(ctx context.Context, log zerolog.Logger, rdb redis.UniversalClient) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	v, err := rdb.ConfigGet(cctx, "maxmemory-policy").Result()
-	if err != nil {
-		log.Debug().Err(err).Msg("CONFIG GET maxmemory-policy not allowed; eviction policy not checked")
-		return
-	}
-	if p, ok := v["maxmemory-policy"]; ok && p != "noeviction" {
-		log.Warn().Str("maxmemory_policy", p).Msg("Redis may evict keys under memory pressure: an evicted call hash can make a command be dialed twice; set maxmemory-policy noeviction")
-	}
+	_ = redisq.ForEachMaster(cctx, rdb, func(ctx context.Context, m redis.UniversalClient) error {
+		v, err := m.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			log.Debug().Err(err).Msg("CONFIG GET maxmemory-policy not allowed; eviction policy not checked")
+			return nil
+		}
+		if p, ok := v["maxmemory-policy"]; ok && p != "noeviction" {
+			ev := log.Warn().Str("maxmemory_policy", p)
+			if c, ok := m.(*redis.Client); ok && isCluster(rdb) { // name the master of a Cluster
+				ev = ev.Str("redis", c.Options().Addr)
+			}
+			ev.Msg("Redis may evict keys under memory pressure: an evicted call hash can make a command be dialed twice; set maxmemory-policy noeviction")
+		}
+		return nil
+	})
 }
 
 // warnSettingsFile warns when a settings file holding secrets can be read
@@ -46,4 +57,9 @@ func warnSettingsFile(log zerolog.Logger, s *config.Settings) {
 
 func holdsSecrets(s *config.Settings) bool {
 	return s.AMI.Secret != "" || s.Redis.Password != "" || s.HTTP.Token != "" || s.ACD.Token != ""
+}
+
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
 }

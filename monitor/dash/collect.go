@@ -106,7 +106,7 @@ type Snapshot struct {
 //
 // A Collector is used by one goroutine at a time.
 type Collector struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	cells  []string
 	logN   int
@@ -116,7 +116,7 @@ type Collector struct {
 
 // NewCollector reads cells under prefix; logN is how many ACD log entries
 // to keep (default 12).
-func NewCollector(rdb *redis.Client, prefix string, cells []string, logN int) *Collector {
+func NewCollector(rdb redis.UniversalClient, prefix string, cells []string, logN int) *Collector {
 	if logN <= 0 {
 		logN = 12
 	}

@@ -34,7 +34,7 @@ type Options struct {
 
 // Sim is one cell's simulated Multcall.
 type Sim struct {
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	keys redisq.Keys
 	opt  Options
 	seq  atomic.Int64
@@ -46,7 +46,7 @@ type Sim struct {
 }
 
 // New builds a simulated Multcall for cell.
-func New(rdb *redis.Client, prefix, cell string, opt Options) *Sim {
+func New(rdb redis.UniversalClient, prefix, cell string, opt Options) *Sim {
 	return &Sim{rdb: rdb, keys: redisq.NewKeys(prefix, cell), opt: opt, acked: map[string]int{}}
 }
 
