@@ -132,12 +132,12 @@ type daemon struct {
 	rdb      redis.UniversalClient
 	// redisWhere names the Redis servers for logs (redisq.DialOptions.Where).
 	redisWhere string
-	amic     *ami.Client
-	keys     redisq.Keys
-	queue    *redisq.Queue
-	router   *redisq.ConfirmRouter
-	beat     *redisq.Heartbeat
-	cell     *bridge.Cell
+	amic       *ami.Client
+	keys       redisq.Keys
+	queue      *redisq.Queue
+	router     *redisq.ConfirmRouter
+	beat       *redisq.Heartbeat
+	cell       *bridge.Cell
 }
 
 // instanceID is <hostname>-<pid>-<random>: readable in redis-cli, and
