@@ -130,6 +130,7 @@ type Client struct {
 	log         zerolog.Logger
 
 	router   *router
+	lists    listings // CoreShowChannels answers being collected
 	events   *session
 	actions  []*session
 	sessions []*session

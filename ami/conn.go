@@ -192,6 +192,9 @@ func (cn *conn) drain() bool {
 // ActionTimeout, or longer in amigo's lost-action case: callers run it on a
 // goroutine and wait with their own timer.
 func (cn *conn) action(m map[string]string, logoff bool) (map[string]string, error) {
+	if err := checkAllowed(m); err != nil {
+		return nil, err
+	}
 	cn.mu.Lock()
 	if cn.dead || (cn.draining && !logoff) {
 		cn.mu.Unlock()

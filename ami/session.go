@@ -123,10 +123,14 @@ func (s *session) connect() (*conn, error) {
 		a := rl.addr()
 		cn = newConn(c.amigoSettings(a.IP.String(), a.Port), rl)
 	}
+	handlers := c.lists.handlers() // action sessions: the lists their actions answer
 	if s.events {
+		handlers = c.router.handlers()
+	}
+	{
 		// Registered before Connect: registering later, from a handler or
 		// while events flow, can deadlock amigo's dispatcher.
-		for name, h := range c.router.handlers() {
+		for name, h := range handlers {
 			if err := cn.cli.RegisterHandler(name, h); err != nil {
 				rl.close()
 				return nil, fmt.Errorf("register %s handler: %w", name, err)

@@ -36,6 +36,9 @@ type Call struct {
 	OriginatedAt time.Time
 	AnsweredAt   time.Time
 	EndedAt      time.Time
+	// Adopted: a live call of a dead daemon, followed to its end by this
+	// one (crash recovery); its result says "adopted": true.
+	Adopted bool
 }
 
 // Ack is the message pushed to the ack list.
@@ -67,6 +70,7 @@ func (c *Call) Result(status Status) *Result {
 		AnsweredAt:  FormatTime(c.AnsweredAt),
 		EndedAt:     FormatTime(c.EndedAt),
 		Instance:    c.Instance,
+		Adopted:     c.Adopted,
 	}
 	if c.Cmd != nil {
 		r.ID = c.Cmd.ID

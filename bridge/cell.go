@@ -52,6 +52,11 @@ type Options struct {
 	// RecoverEvery is the period of the recovery pass that settles the
 	// commands of dead instances (see Recover); 0 means 2 s.
 	RecoverEvery time.Duration
+
+	// PBX names the Asterisk this daemon dials through (ami.host:port).
+	// Recovery adopts a dead daemon's live calls only when their hash names
+	// the same PBX (the store records it when dialing); empty: never.
+	PBX string
 }
 
 // DefaultMaxDialing is the default of Options.MaxDialing. It keeps AMI
@@ -130,6 +135,11 @@ type Cell struct {
 	// AMI or for Redis counts as going round; a loop stuck on one call or
 	// one lock does not.
 	lastRound atomic.Int64
+
+	// run is shared with recovery for the calls it adopts; adoptHook is
+	// told of them (adopt.go).
+	run       runState
+	adoptHook AdoptHook
 }
 
 // roundEvery is how often a waiting claim loop shows it is alive.
@@ -195,6 +205,7 @@ func (c *Cell) Run(ctx context.Context) error {
 	callCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 	var wg sync.WaitGroup
+	c.run.set(callCtx, &wg) // adopted calls run and are waited for like ours
 
 	// Orphans first: a requeued command was first in line, so it must be
 	// back in the dial list before we claim anything.
@@ -210,6 +221,7 @@ func (c *Cell) Run(ctx context.Context) error {
 
 	c.claimLoop(ctx, callCtx, &wg)
 	c.claiming.Store(false)
+	c.run.stop() // no call is adopted past this point: wg.Wait follows
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

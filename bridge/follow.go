@@ -34,6 +34,10 @@ type follower struct {
 	settleC <-chan time.Time
 
 	answeredNoted bool
+	// adopted: a dead daemon's call, followed from the middle. Its
+	// OriginateResponse may have gone to the dead daemon, so a leg's
+	// Hangup cause can decide its outcome (see run).
+	adopted bool
 	// An answered call that lived through an AMI outage may have hung up
 	// unseen: once AMI is back we ask Asterisk whether its channel exists.
 	lostAt time.Time
@@ -117,8 +121,10 @@ func (p *parking) wake() {
 	}()
 }
 
-func (f *follower) drain() {
-	for _, ev := range f.w.Drain() {
+func (f *follower) drain() { f.applyAll(f.w.Drain()) }
+
+func (f *follower) applyAll(evs []Event) {
+	for _, ev := range evs {
 		switch ev.Kind {
 		case EventLost:
 			f.log.Warn().Msg("AMI connection lost while the call was in progress: events may be missing")
@@ -188,6 +194,12 @@ func (f *follower) run() (r *Result, parked bool) {
 					return c.failedResult(call, t), false
 				}
 			}
+		} else if f.adopted && t.legHung[1] && t.cause != 0 {
+			// Adopted while ringing, and over: its OriginateResponse may
+			// have gone before we watched. Wait the usual grace for it;
+			// without it the Hangup cause decides (StatusForCause), as it
+			// does for Reason 0.
+			f.startSettle()
 		}
 		if f.parkable() && ctx.Err() == nil {
 			select {

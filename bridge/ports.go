@@ -117,6 +117,34 @@ type ChannelChecker interface {
 	ChannelAlive(ctx context.Context, channel string) (bool, error)
 }
 
+// ChannelLister is implemented by dialers that can list the channels the PBX
+// has now (AMI CoreShowChannels) and follow a call another process
+// originated. Crash recovery uses it to adopt a dead daemon's live calls
+// instead of reporting them unknown (contract section 2, "Promises").
+type ChannelLister interface {
+	// WatchCall routes to a new Watch the events of a call originated
+	// earlier, maybe by another process: the OriginateResponse of actionID
+	// and the channel events of channelID and "<channelID>;2". Register it
+	// before listing, so that no event falls between the list and the
+	// watch. When the event connection is down the Watch starts with
+	// EventLost (EventRestored follows when it is back).
+	WatchCall(actionID, channelID string) (Watch, error)
+	// Channels lists every channel that exists on the PBX now.
+	Channels(ctx context.Context) ([]LiveChannel, error)
+}
+
+// LiveChannel is one channel as CoreShowChannels lists it.
+type LiveChannel struct {
+	Channel  string
+	Uniqueid string
+	Linkedid string
+	State    int           // ChannelState: 6 is Up (answered)
+	Duration time.Duration // since the channel was created, whole seconds (Asterisk's resolution)
+}
+
+// ChannelStateUp is Asterisk's AST_STATE_UP.
+const ChannelStateUp = 6
+
 // OriginateRequest is one Originate action, already validated and rendered.
 type OriginateRequest struct {
 	ActionID  string // unique per attempt

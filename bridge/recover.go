@@ -64,13 +64,29 @@ func (c *Cell) Recover(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	counts := map[string]int{}
+	var doubt []inDoubt
+	var serr error
 	for _, o := range orphans {
-		what, err := c.settleOrphan(ctx, o)
+		what, d, err := c.settleOrphan(ctx, o)
 		if err != nil {
 			// Left in our claimed list: the next pass (or our successor) retries.
-			return 0, fmt.Errorf("settle orphan of %s: %w", o.Owner, err)
+			serr = fmt.Errorf("settle orphan of %s: %w", o.Owner, err)
+			break
+		}
+		if d != nil {
+			doubt = append(doubt, *d)
+			continue
 		}
 		counts[what]++
+	}
+	// The calls that may be live are settled even when another orphan
+	// failed: they are in our claimed list now, and their channels may be
+	// talking.
+	if err := c.adoptLive(ctx, doubt, counts); err != nil && serr == nil {
+		serr = err
+	}
+	if serr != nil {
+		return 0, serr
 	}
 	ev := c.log.Warn().Int("orphans", len(orphans))
 	for k, n := range counts {
@@ -80,7 +96,15 @@ func (c *Cell) Recover(ctx context.Context) (int, error) {
 	return len(orphans), nil
 }
 
-func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
+// settleOrphan settles one orphan, or returns it in d when its Originate
+// may have been sent (state originating or answered): adoptLive decides
+// those together, with one listing of the PBX's channels.
+func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (what string, d *inDoubt, err error) {
+	what, err = c.settleOrphanInner(ctx, o, &d)
+	return what, d, err
+}
+
+func (c *Cell) settleOrphanInner(ctx context.Context, o Orphan, doubt **inDoubt) (string, error) {
 	rec := c.rec
 	cmd, perr := ParseCommand(o.Raw)
 	if perr != nil {
@@ -138,7 +162,8 @@ func (c *Cell) settleOrphan(ctx context.Context, o Orphan) (string, error) {
 		return "requeued", err
 	}
 	// originating or answered: a call may exist.
-	return "unknown", c.settleUnknown(ctx, cmd, o.Raw, st, "")
+	*doubt = &inDoubt{cmd: cmd, raw: o.Raw, st: st}
+	return "", nil
 }
 
 // settleUnknown reports an orphan whose Originate may have been sent: what
@@ -232,19 +257,34 @@ func (c *Cell) ReconcileOwn(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("reconcile own claimed list: %w", err)
 	}
 	settled := 0
+	var doubt []inDoubt
+	var serr error
 	for _, raw := range list {
 		if held[string(raw)] > 0 {
 			held[string(raw)]--
 			continue
 		}
-		what, err := c.settleOrphan(ctx, Orphan{Raw: raw, Owner: c.opt.Instance})
+		what, d, err := c.settleOrphan(ctx, Orphan{Raw: raw, Owner: c.opt.Instance})
 		if err != nil {
-			return settled, fmt.Errorf("reconcile own claimed list: %w", err)
+			serr = fmt.Errorf("reconcile own claimed list: %w", err)
+			break
+		}
+		if d != nil {
+			doubt = append(doubt, *d)
+			continue
 		}
 		c.log.Warn().Str("settled_as", what).Int("bytes", len(raw)).Msg("a claimed command no call held (claim reply lost in a Redis outage) was settled")
 		settled++
 	}
-	return settled, nil
+	counts := map[string]int{}
+	if err := c.adoptLive(ctx, doubt, counts); err != nil && serr == nil {
+		serr = fmt.Errorf("reconcile own claimed list: %w", err)
+	}
+	for what, n := range counts {
+		c.log.Warn().Str("settled_as", what).Int("commands", n).Msg("claimed commands no call held were settled")
+		settled += n
+	}
+	return settled, serr
 }
 
 func (c *Cell) hold(raw []byte) {

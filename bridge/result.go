@@ -55,6 +55,9 @@ type Result struct {
 	EndedAt     string `json:"ended_at"`
 	TalkMS      int64  `json:"talk_ms"`
 	Instance    string `json:"instance"`
+	// Adopted: the daemon that dialed the call died, and this one (Instance)
+	// followed the live call to its end (contract section 2, "Promises").
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // JSON encodes the result for the wire.
