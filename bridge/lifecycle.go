@@ -242,7 +242,7 @@ func (c *Cell) originateRequest(call *Call, ringTimeout time.Duration) Originate
 	)
 	vars = append(vars, cmd.Variables...)
 	return OriginateRequest{
-		ActionID:  "o-" + call.ChannelID,
+		ActionID:  actionIDFor(call.ChannelID), // an adopter derives it from the hash (adopt.go)
 		ChannelID: call.ChannelID,
 		Channel:   strings.Replace(c.opt.ChannelTemplate, "{number}", cmd.Number, 1),
 		Context:   c.opt.Context,
