@@ -53,6 +53,9 @@ type Redis struct {
 	DB       int    `yaml:"db"`
 	TLS      bool   `yaml:"tls"`
 	Prefix   string `yaml:"prefix"`
+	// Sentinel and Cluster replace host/port (redis.go); at most one.
+	Sentinel Sentinel `yaml:"sentinel"`
+	Cluster  Cluster  `yaml:"cluster"`
 }
 
 // Addr is host:port.
@@ -342,6 +345,9 @@ func (s *Settings) Validate() error {
 	}
 	if s.Redis.DB < 0 || s.Redis.DB > 15 {
 		return fieldErr("redis.db", "must be 0-15, got %d", s.Redis.DB)
+	}
+	if err := s.Redis.validateHA(); err != nil {
+		return err
 	}
 	if s.Redis.Prefix == "" || strings.ContainsAny(s.Redis.Prefix, "{} \t\r\n") {
 		return fieldErr("redis.prefix", "must be non-empty without braces or spaces, got %q", s.Redis.Prefix)

@@ -57,6 +57,6 @@ func runCheckConfig(args []string) int {
 			return fail(os.Stderr, exitConfig, "%v", err)
 		}
 	}
-	fmt.Printf("%s: ok (%d cells, redis %s, ami %s as %q)\n", *path, len(s.Queues), s.Redis.Addr(), s.AMI.Addr(), s.AMI.Username)
+	fmt.Printf("%s: ok (%d cells, redis %s, ami %s as %q)\n", *path, len(s.Queues), s.Redis.Where(), s.AMI.Addr(), s.AMI.Username)
 	return exitOK
 }

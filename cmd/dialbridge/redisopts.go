@@ -19,6 +19,9 @@ func redisDialOptions(s *config.Settings, override string) (redisq.DialOptions, 
 		DB: s.Redis.DB, TLS: s.Redis.TLS,
 	}
 	if override == "" {
+		o.SentinelMaster, o.SentinelAddrs = s.Redis.Sentinel.Master, s.Redis.Sentinel.Addrs
+		o.SentinelPassword = s.Redis.Sentinel.Password.Reveal()
+		o.ClusterAddrs = s.Redis.Cluster.Addrs
 		return o, nil
 	}
 	h, p, err := net.SplitHostPort(override)
