@@ -58,6 +58,20 @@ type Result struct {
 	// Adopted: the daemon that dialed the call died, and this one (Instance)
 	// followed the live call to its end (contract section 2, "Promises").
 	Adopted bool `json:"adopted,omitempty"`
+	// *OperatorFields is set when the call queue manager is in use
+	// (contract section 2): its four fields are then always present; nil
+	// leaves them out of the JSON.
+	*OperatorFields
+}
+
+// OperatorFields are what the call queue manager saw of an answered call
+// (contract section 2). The store fills them when the result is settled,
+// from the call hash, on Redis's clock.
+type OperatorFields struct {
+	Operator    string `json:"operator"`     // who answered it; "" when no operator did
+	ConnectedAt string `json:"connected_at"` // when that operator answered; "" when none did
+	WaitMS      int64  `json:"wait_ms"`      // answered_at → connected_at, or → ended_at with no operator
+	Abandoned   bool   `json:"abandoned"`    // no operator within pacing.abandon_after while the customer was on the line
 }
 
 // JSON encodes the result for the wire.

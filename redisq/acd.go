@@ -134,6 +134,10 @@ func ACDOpen(ctx context.Context, rdb redis.Cmdable, prefix, cell string, opt AC
 	return s, nil
 }
 
+// callKey is the bridge's hash of call id, P:{C}:call:<id> (same hash tag
+// as the store's keys: one Cluster slot).
+func (s *ACDStore) callKey(id string) string { return NewKeys(s.prefix, s.cell).Call(id) }
+
 // Instance is the name this queue manager holds the lease under.
 func (s *ACDStore) Instance() string { return s.opt.Instance }
 
@@ -249,12 +253,15 @@ func (s *ACDStore) Load(ctx context.Context) (acd.Snapshot, bool, error) {
 
 // acdWriteScript checks the lease is ours, then runs the commands encoded
 // in ARGV[2…] as: name, key index (1-based in KEYS), argument count,
-// arguments. Only the commands below are allowed.
+// arguments. Only the commands below are allowed; CALLNOTE records on a
+// call of the bridge (P:{C}:call:<id>, a key passed after the fixed ones)
+// when an operator was rung for it and who answered it, on Redis's clock
+// (contract section 2: operator, connected_at).
 var acdWriteScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('ACDLEASE the queue manager lease is not ours')
 end
-local allowed = {HSET=true, HDEL=true, DEL=true, RPUSH=true, LPUSH=true, LREM=true, XADD=true}
+local allowed = {HSET=true, HDEL=true, DEL=true, RPUSH=true, LPUSH=true, LREM=true, XADD=true, CALLNOTE=true}
 local i = 2
 while i <= #ARGV do
   local cmd = ARGV[i]
@@ -265,7 +272,23 @@ while i <= #ARGV do
   end
   local args = {}
   for j = 1, n do args[j] = ARGV[i+2+j] end
-  redis.call(cmd, key, unpack(args))
+  if cmd == 'CALLNOTE' then
+    -- args: "ring" or "answer", operator. Only a call of the bridge that
+    -- is answered and not yet settled (pacing_result.go seals it) takes
+    -- the note; ids typed on the console have no such hash.
+    local h = redis.call('HMGET', key, 'state', 'operator', 'sealed')
+    if h[1] == 'answered' and not h[2] and not h[3] then
+      local t = redis.call('TIME')
+      local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+      if args[1] == 'answer' then
+        redis.call('HSET', key, 'operator', args[2], 'connected_ms', ms)
+      else
+        redis.call('HSET', key, 'delivered_ms', ms)
+      end
+    end
+  else
+    redis.call(cmd, key, unpack(args))
+  end
   i = i + 3 + n
 end
 return 1
@@ -277,7 +300,15 @@ const acdChunk = 500
 
 // acdWrite builds one run of the write script.
 type acdWrite struct {
-	args []any
+	args  []any
+	calls []string // call hash keys, KEYS after the store's fixed ones
+}
+
+// note adds a CALLNOTE on the call hash key (its index counts from the
+// store's fixed keys).
+func (w *acdWrite) note(fixed int, key, kind, operator string) {
+	w.calls = append(w.calls, key)
+	w.args = append(w.args, "CALLNOTE", fixed+len(w.calls), 2, kind, operator)
 }
 
 func (w *acdWrite) add(cmd string, key int, args ...any) {
@@ -288,6 +319,12 @@ func (w *acdWrite) add(cmd string, key int, args ...any) {
 func (s *ACDStore) logEntries(w *acdWrite, msgs []acd.Message, at time.Time) {
 	ts := at.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	for _, m := range msgs {
+		switch m.Kind {
+		case acd.MsgRinging:
+			w.note(len(s.keys), s.callKey(m.Call), "ring", m.Operator)
+		case acd.MsgAnswered:
+			w.note(len(s.keys), s.callKey(m.Call), "answer", m.Operator)
+		}
 		w.add("XADD", acdKLog, "MAXLEN", "~", s.opt.LogMaxLen, "*",
 			"time", ts, "message", m.String(), "kind", m.Kind.String(), "call", m.Call, "operator", m.Operator)
 	}
@@ -304,7 +341,11 @@ func (s *ACDStore) run(ctx context.Context, w *acdWrite) error {
 		return nil
 	}
 	argv := append([]any{s.opt.Instance}, w.args...)
-	err := acdWriteScript.Run(ctx, s.rdb, s.keys, argv...).Err()
+	keys := s.keys
+	if len(w.calls) > 0 {
+		keys = append(slices.Clip(s.keys), w.calls...)
+	}
+	err := acdWriteScript.Run(ctx, s.rdb, keys, argv...).Err()
 	if err != nil && strings.Contains(err.Error(), "ACDLEASE") {
 		return ErrACDLeaseLost
 	}

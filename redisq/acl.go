@@ -21,6 +21,9 @@ var DaemonCommands = []string{
 	"hset", "hget", "hmget", "hgetall", "hincrby",
 	"get", "set", "exists", "del", "expire", "pexpire", "ttl", "rename",
 	"sadd", "srem", "smembers", "scan",
+	// pacing (pacing_*.go): Redis's clock for the operator fields, the
+	// pacing log, the shared budget's slots
+	"time", "xadd", "xrange", "zadd", "zrem", "zcard", "zrange", "zremrangebyscore",
 }
 
 // ACLSetUser is the ACL SETUSER rule list for a daemon user whose keys all

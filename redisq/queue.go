@@ -66,6 +66,9 @@ type Queue struct {
 	// MarkAnswered and Finish; acdCap bounds it.
 	acdInbox string
 	acdCap   int
+	// opf (nil = off) completes results with the queue manager's operator
+	// fields (pacing_result.go).
+	opf *operatorFields
 
 	// scannedOnce: the first recovery pass also SCANs for claimed lists of
 	// instances missing from the instance set.
@@ -341,6 +344,9 @@ func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool, error) {
 	if r == nil {
 		return false, errors.New("finish: nil result")
+	}
+	if err := q.sealOperator(ctx, r); err != nil {
+		return false, fmt.Errorf("finish %s: %w", r.ID, err)
 	}
 	// A result without an id (never from the bridge) has no hash to own.
 	owns := r.Status.OwnsHash() && r.ID != ""

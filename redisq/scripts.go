@@ -179,7 +179,9 @@ return 0
 
 // answeredScript is markScript for the change to "answered" when the queue
 // manager is fed: the state and the "call" event in one step, the event
-// only on the change (a retry does not push it twice).
+// only on the change (a retry does not push it twice). On the change it
+// also records answered_ms (Redis TIME), from which the queue manager's
+// wait for an operator is measured (pacing_result.go).
 //
 //	KEYS[1] call:<id>   KEYS[2] acd:inbox
 //	ARGV[1] safety TTL (s)   ARGV[2] token ("" = do not check)
@@ -195,6 +197,10 @@ if redis.call('TTL', KEYS[1]) < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 if v[1] ~= 'answered' then
+  -- Redis's clock, the one the queue manager's connected_ms is on: the
+  -- wait for an operator must not depend on two hosts' clocks.
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'answered_ms', string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   redis.call('LPUSH', KEYS[2], ARGV[3])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 end

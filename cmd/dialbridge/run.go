@@ -268,7 +268,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 
 	// The queue manager is fed inside the Lua steps of the call (no extra
 	// round trip); see redisq.WithACDInbox.
-	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap))
+	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap), operatorFieldsOption(q))
 	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, log) // it adds cell and component itself
 	d.cell = bridge.NewCell(bridge.Options{
 		Cell:            cellName,
@@ -332,6 +332,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	// draining after SIGTERM still wait for confirmations.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); watchQueueManager(bg, d.rdb, d.queue) }()
 	for _, run := range []func(context.Context) error{d.router.Run, d.beat.Run} {
 		wg.Add(1)
 		go func() {

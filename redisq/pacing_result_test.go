@@ -1,0 +1,172 @@
+package redisq
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/monitor/acd"
+)
+
+// TestOperatorFields follows calls through MarkAnswered, the queue
+// manager's notes and Finish, and reads the four fields in the pushed
+// result (contract section 2), each case on Redis's clock.
+func TestOperatorFields(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name      string
+		paced     bool
+		qm        bool          // the queue manager holds its lease
+		status    bridge.Status // result status
+		ring      time.Duration // after answer: operator rung (<0: never)
+		connect   time.Duration // after answer: operator answered (<0: never)
+		talk      int64         // talk_ms of the result
+		want      *bridge.OperatorFields
+		abandoned int // the day's abandoned count after
+	}{
+		{name: "operator within 2s", qm: true, status: bridge.StatusAnswered, ring: 100 * time.Millisecond, connect: 1500 * time.Millisecond, talk: 60000,
+			want: &bridge.OperatorFields{Operator: "A", ConnectedAt: bridge.FormatTime(t0.Add(1500 * time.Millisecond)), WaitMS: 1500}},
+		{name: "operator late", qm: true, status: bridge.StatusAnswered, ring: 2 * time.Second, connect: 2500 * time.Millisecond, talk: 60000,
+			want: &bridge.OperatorFields{Operator: "A", ConnectedAt: bridge.FormatTime(t0.Add(2500 * time.Millisecond)), WaitMS: 2500, Abandoned: true}, abandoned: 1},
+		{name: "nobody, customer stayed", qm: true, status: bridge.StatusAnswered, ring: -1, connect: -1, talk: 4000,
+			want: &bridge.OperatorFields{WaitMS: 4000, Abandoned: true}, abandoned: 1},
+		{name: "nobody, customer left within 2s", qm: true, status: bridge.StatusAnswered, ring: -1, connect: -1, talk: 1200,
+			want: &bridge.OperatorFields{WaitMS: 1200}},
+		{name: "paced, queue manager gone", paced: true, status: bridge.StatusAnswered, ring: -1, connect: -1, talk: 3000,
+			want: &bridge.OperatorFields{WaitMS: 3000, Abandoned: true}, abandoned: 1},
+		{name: "paced, busy", paced: true, status: bridge.StatusBusy, ring: -1, connect: -1,
+			want: &bridge.OperatorFields{}},
+		{name: "no queue manager", status: bridge.StatusAnswered, ring: -1, connect: -1, talk: 3000},
+		{name: "no queue manager, busy", status: bridge.StatusBusy, ring: -1, connect: -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, rdb := rqRedis(t)
+			ctx := rqCtx(t)
+			m.SetTime(t0)
+			q := NewQueue(rdb, rqPrefix, rqCell, rqInst, WithACDInbox(100),
+				WithOperatorFields(OperatorFieldsOptions{AbandonAfter: 2 * time.Second, Paced: tc.paced}),
+				WithClock(func() time.Time { return t0 }))
+			var store *ACDStore
+			if tc.qm {
+				var err error
+				if store, err = ACDOpen(ctx, rdb, rqPrefix, rqCell, ACDOptions{Instance: "qm"}); err != nil {
+					t.Fatal(err)
+				}
+				q.SetQueueManagerSeen(true)
+			}
+			raw := rqRaw("c1")
+			rqClaim(t, m, rqInst, raw)
+			c := rqCall("c1", raw, "tok")
+			if dup, err := q.Begin(ctx, c); err != nil || dup {
+				t.Fatalf("begin: %v %v", dup, err)
+			}
+			if tc.status == bridge.StatusAnswered {
+				c.AnsweredAt = t0
+				if err := q.MarkAnswered(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			note := func(after time.Duration, kind acd.Kind) {
+				if after < 0 || store == nil {
+					return
+				}
+				m.SetTime(t0.Add(after))
+				if err := store.Save(ctx, acd.Changes{}, []acd.Message{{Kind: kind, Call: "c1", Operator: "A"}}, t0.Add(after), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			note(tc.ring, acd.MsgRinging)
+			note(tc.connect, acd.MsgAnswered)
+			r := &bridge.Result{ID: "c1", Cell: rqCell, Status: tc.status, TalkMS: tc.talk,
+				DialedAt: bridge.FormatTime(t0.Add(-10 * time.Second)), AnsweredAt: bridge.FormatTime(t0), EndedAt: bridge.FormatTime(t0.Add(time.Minute))}
+			for range 2 { // a retried Finish reads the same seal
+				if _, err := q.Finish(ctx, raw, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := rqList(t, m, q.Keys().Results())
+			if len(got) != 1 {
+				t.Fatalf("results: %q", got)
+			}
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(got[0]), &fields); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == nil {
+				for _, k := range []string{"operator", "connected_at", "wait_ms", "abandoned"} {
+					if _, ok := fields[k]; ok {
+						t.Errorf("result has %s without a queue manager: %s", k, got[0])
+					}
+				}
+				return
+			}
+			var back bridge.Result
+			if err := json.Unmarshal([]byte(got[0]), &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.OperatorFields == nil || *back.OperatorFields != *tc.want {
+				t.Errorf("operator fields = %+v, want %+v (%s)", back.OperatorFields, tc.want, got[0])
+			}
+			for _, k := range []string{"operator", "connected_at", "wait_ms", "abandoned"} {
+				if _, ok := fields[k]; !ok {
+					t.Errorf("result lacks %s: %s", k, got[0])
+				}
+			}
+			day := t0.Format(time.DateOnly)
+			if tc.status == bridge.StatusAnswered {
+				if n, _ := rdb.HGet(ctx, PacingDayKey(q.Keys()), day+":answered").Int(); n != 1 {
+					t.Errorf("day answered = %d, want 1", n)
+				}
+			}
+			if n, _ := rdb.HGet(ctx, PacingDayKey(q.Keys()), day+":abandoned").Int(); n != tc.abandoned {
+				t.Errorf("day abandoned = %d, want %d", n, tc.abandoned)
+			}
+			if tc.paced || tc.qm {
+				if n, _ := rdb.XLen(ctx, PacingLogKey(q.Keys())).Result(); n != 1 {
+					t.Errorf("pacing log has %d entries, want 1 (a retried Finish logs nothing again)", n)
+				}
+			}
+		})
+	}
+}
+
+// TestLateOperatorNote: an operator who answers after the result was
+// settled does not write on the call (the customer was gone).
+func TestLateOperatorNote(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	q := NewQueue(rdb, rqPrefix, rqCell, rqInst, WithACDInbox(100), WithOperatorFields(OperatorFieldsOptions{Paced: true}))
+	store, err := ACDOpen(ctx, rdb, rqPrefix, rqCell, ACDOptions{Instance: "qm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := rqRaw("c2")
+	rqClaim(t, m, rqInst, raw)
+	c := rqCall("c2", raw, "tok")
+	if _, err := q.Begin(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.AnsweredAt = time.Now()
+	if err := q.MarkAnswered(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	r := &bridge.Result{ID: "c2", Status: bridge.StatusAnswered, TalkMS: 500}
+	if _, err := q.Finish(ctx, raw, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(ctx, acd.Changes{}, []acd.Message{{Kind: acd.MsgAnswered, Call: "c2", Operator: "B"}}, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if op := m.HGet(q.Keys().Call("c2"), "operator"); op != "" {
+		t.Errorf("a settled call took operator %q", op)
+	}
+	// A console id that is no call of the bridge gets no hash.
+	if err := store.Save(ctx, acd.Changes{}, []acd.Message{{Kind: acd.MsgAnswered, Call: "typed", Operator: "B"}}, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if m.Exists(q.Keys().Call("typed")) {
+		t.Error("a console call created a call hash")
+	}
+}
