@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/proc"
 	"github.com/multcall/dialbridge/internal/retry"
 )
 
@@ -31,13 +32,20 @@ type HeartbeatInfo struct {
 	Threads   int
 	InFlight  int
 	StartedAt time.Time
+	// AMI is the PBX the instance dials through (ami.host:port), for
+	// people and the monitor; each call hash records it too ("pbx"), since
+	// a dead instance's heartbeat is gone when its calls are adopted.
+	AMI string
 }
 
 // Heartbeat keeps P:{C}:instance:<instance> alive: a hash with host, pid,
 // version, threads, in_flight, started_at, beat_at (plus cell and instance)
 // and a TTL, rewritten every period. When the process dies the key expires
 // within the TTL, which is how other instances and the monitor tell live
-// instances from dead ones. Each beat also adds the instance to the cell's
+// instances from dead ones. On Linux the hash also names the process
+// exactly (pstart, boot_id, pid_ns: see internal/proc), so that a daemon
+// restarted on the same machine can tell at once that its predecessor is
+// gone, without waiting for the TTL (AdoptOrphans). Each beat also adds the instance to the cell's
 // instance set (Keys.InstanceSet), so the instance's claimed list can be
 // found without scanning the keyspace: beat once (Run does at once) before
 // the first ClaimNext.
@@ -51,6 +59,7 @@ type Heartbeat struct {
 	every    time.Duration
 	started  time.Time
 	host     string
+	self     proc.Identity
 	log      zerolog.Logger
 	health   *retry.Health
 }
@@ -72,7 +81,7 @@ func NewHeartbeat(rdb redis.UniversalClient, keys Keys, instance string, info fu
 	h := &Heartbeat{
 		rdb: rdb, keys: keys, instance: instance, key: keys.Instance(instance),
 		info: info, ttl: ttl, every: every, started: time.Now(), host: host,
-		log: zerolog.Nop(),
+		self: proc.Self(), log: zerolog.Nop(),
 	}
 	h.health = retry.NewHealth("redis", h.log)
 	return h
@@ -110,18 +119,23 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 	if in.StartedAt.IsZero() {
 		in.StartedAt = h.started
 	}
+	fields := []any{
+		"instance", h.instance,
+		"cell", h.keys.Cell(),
+		"host", in.Host,
+		"pid", in.PID,
+		"version", in.Version,
+		"threads", in.Threads,
+		"in_flight", in.InFlight,
+		"started_at", bridge.FormatTime(in.StartedAt),
+		"beat_at", bridge.FormatTime(time.Now()),
+		"ami", in.AMI,
+	}
+	if in.PID == h.self.PID && h.self.Complete() {
+		fields = append(fields, "pstart", h.self.Start, "boot_id", h.self.Boot, "pid_ns", h.self.PidNS)
+	}
 	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, h.key,
-			"instance", h.instance,
-			"cell", h.keys.Cell(),
-			"host", in.Host,
-			"pid", in.PID,
-			"version", in.Version,
-			"threads", in.Threads,
-			"in_flight", in.InFlight,
-			"started_at", bridge.FormatTime(in.StartedAt),
-			"beat_at", bridge.FormatTime(time.Now()),
-		)
+		p.HSet(ctx, h.key, fields...)
 		p.PExpire(ctx, h.key, h.ttl)
 		p.SAdd(ctx, h.keys.InstanceSet(), h.instance)
 		return nil

@@ -77,6 +77,9 @@ type Queue struct {
 	// batch runs the calls' Lua steps in shared pipelines (batch.go).
 	batch *batcher
 
+	// pbx is the AMI address recorded in each call hash when dialing.
+	pbx string
+
 	// backlog is what the dial list held right after the last ClaimNext
 	// took a command (-1: unknown); ClaimMore asks for no more than that.
 	backlog atomic.Int64
@@ -115,6 +118,13 @@ func WithACDInbox(maxLen int) QueueOption {
 func acdEventJSON(command, id string) string {
 	b, _ := json.Marshal(acdEvent{Command: command, ID: id})
 	return string(b)
+}
+
+// WithPBX records addr (ami.host:port) as the call hash's "pbx" when a call
+// is dialed: after a crash, a daemon on the same PBX adopts the call's live
+// channel instead of reporting it unknown (bridge.Options.PBX).
+func WithPBX(addr string) QueueOption {
+	return func(q *Queue) { q.pbx = addr }
 }
 
 // WithResultTTL sets how long a call hash lives after its result (default
@@ -271,7 +281,8 @@ func (q *Queue) Begin(ctx context.Context, c *bridge.Call) (bool, error) {
 }
 
 // MarkDialing implements bridge.Store (one script run): state=originating,
-// call_code, confirmed_at, dialed_at, attempts, channel_id; "dialed" is
+// call_code, confirmed_at, dialed_at, attempts, channel_id, pbx (see
+// WithPBX); "dialed" is
 // counted once per call, when the state first becomes originating. A hash
 // already "done" is left unchanged.
 func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
@@ -284,6 +295,11 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 		"dialed_at", bridge.FormatTime(c.DialedAt),
 		"attempts", c.Attempts,
 		"channel_id", c.ChannelID,
+	}
+	if q.pbx != "" {
+		// Which Asterisk the Originate goes to: only a daemon on the same
+		// PBX may adopt the call if we die (bridge/adopt.go).
+		args = append(args, "pbx", q.pbx)
 	}
 	n, err := q.batch.run(ctx, markScript, []string{q.keys.Call(id), q.keys.Stats()}, args...).Int()
 	if err != nil {

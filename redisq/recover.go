@@ -3,11 +3,13 @@ package redisq
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/proc"
 )
 
 // adoptScript moves every command of a dead instance's claimed list into
@@ -19,13 +21,23 @@ import (
 //	KEYS[1] instance:<owner> (heartbeat)   KEYS[2] claimed:<owner>
 //	KEYS[3] claimed:<me>   KEYS[4] adopting:<me> (scratch list)
 //	KEYS[5] dead   KEYS[6] stats   ARGV[1..5] bury_big's arguments
+//	ARGV[6..8] pid, pstart, boot_id of an owner known gone though its
+//	heartbeat has not expired yet ("" when none: the heartbeat decides)
 //
 // Returns the adopted commands, newest claim first (the list's order), or an
-// empty array when the owner is alive or the list is gone. An oversized
-// item (left by a daemon older than the size screening) is buried, not
-// adopted.
+// empty array when the owner is alive or the list is gone. An owner known
+// gone is taken for dead only if its heartbeat still names the very process
+// that was found gone (a new beat of the same instance would name itself
+// again; another process would differ): the heartbeat is then deleted. An
+// oversized item (left by a daemon older than the size screening) is
+// buried, not adopted.
 var adoptScript = redis.NewScript(buryBigLua + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[6] == '' then return {} end
+  local v = redis.call('HMGET', KEYS[1], 'pid', 'pstart', 'boot_id')
+  if v[1] ~= ARGV[6] or v[2] ~= ARGV[7] or v[3] ~= ARGV[8] then return {} end
+  redis.call('DEL', KEYS[1])
+end
 local ok = redis.pcall('RENAME', KEYS[2], KEYS[4])
 if type(ok) == 'table' and ok.err then return {} end
 local max = tonumber(ARGV[1])
@@ -84,12 +96,20 @@ func (q *Queue) AdoptOrphans(ctx context.Context) ([]bridge.Orphan, error) {
 		q.scannedOnce.Store(true)
 	}
 	delete(owners, q.instance)
+	gone, err := q.goneOnThisMachine(ctx, owners)
+	if err != nil {
+		return nil, err
+	}
 
 	var out []bridge.Orphan
 	for owner := range owners {
+		args := append(q.buryArgs(), "", "", "")
+		if id, ok := gone[owner]; ok {
+			args = append(q.buryArgs(), id.PID, id.Start, id.Boot)
+		}
 		items, err := adoptScript.Run(ctx, q.rdb,
 			[]string{q.keys.Instance(owner), q.keys.Claimed(owner), q.claimed, q.keys.Base() + "adopting:" + q.instance, q.keys.Dead(), q.keys.Stats()},
-			q.buryArgs()...).StringSlice()
+			args...).StringSlice()
 		if err != nil {
 			return out, fmt.Errorf("adopt claimed list of %s: %w", owner, err)
 		}
@@ -105,6 +125,62 @@ func (q *Queue) AdoptOrphans(ctx context.Context) ([]bridge.Orphan, error) {
 	return out, nil
 }
 
+// goneOnThisMachine reads the heartbeats of owners (one pipeline) and
+// returns the owners whose heartbeat is present but whose process is known
+// gone: it ran on this machine, in this pid namespace, and no process with
+// its pid and start time runs any more (a daemon killed and restarted on
+// the same host). Their lists need not wait for the heartbeat's TTL.
+func (q *Queue) goneOnThisMachine(ctx context.Context, owners map[string]bool) (map[string]proc.Identity, error) {
+	if len(owners) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(owners))
+	cmds := make([]*redis.SliceCmd, 0, len(owners))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for owner := range owners {
+			names = append(names, owner)
+			cmds = append(cmds, p.HMGet(ctx, q.keys.Instance(owner), "pid", "pstart", "boot_id", "pid_ns"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("adopt: read heartbeats: %w", err)
+	}
+	var out map[string]proc.Identity
+	for i, c := range cmds {
+		if id, ok := identityOf(c.Val()); ok {
+			if gone, known := proc.Gone(id); gone && known {
+				if out == nil {
+					out = map[string]proc.Identity{}
+				}
+				out[names[i]] = id
+			}
+		}
+	}
+	return out, nil
+}
+
+// identityOf reads HMGET pid, pstart, boot_id, pid_ns of a heartbeat.
+func identityOf(v []any) (proc.Identity, bool) {
+	if len(v) != 4 {
+		return proc.Identity{}, false
+	}
+	s := make([]string, 4)
+	for i, x := range v {
+		str, ok := x.(string)
+		if !ok {
+			return proc.Identity{}, false // no heartbeat, or a field missing (older version)
+		}
+		s[i] = str
+	}
+	pid, err := strconv.Atoi(s[0])
+	if err != nil {
+		return proc.Identity{}, false
+	}
+	id := proc.Identity{PID: pid, Start: s[1], Boot: s[2], PidNS: s[3]}
+	return id, id.Complete()
+}
+
 // CallState implements bridge.Recovery.
 func (q *Queue) CallState(ctx context.Context, id string) (map[string]string, error) {
 	m, err := q.rdb.HGetAll(ctx, q.keys.Call(id)).Result()
@@ -114,16 +190,32 @@ func (q *Queue) CallState(ctx context.Context, id string) (map[string]string, er
 	return m, nil
 }
 
-// Alive implements bridge.Recovery: the instance's heartbeat exists.
+// Alive implements bridge.Recovery: the instance's heartbeat exists, and
+// does not name a process known gone on this machine (see
+// goneOnThisMachine).
 func (q *Queue) Alive(ctx context.Context, instance string) (bool, error) {
 	if instance == "" {
 		return false, nil
 	}
-	n, err := q.rdb.Exists(ctx, q.keys.Instance(instance)).Result()
-	if err != nil {
+	key := q.keys.Instance(instance)
+	var ex *redis.IntCmd
+	var hm *redis.SliceCmd
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ex = p.Exists(ctx, key)
+		hm = p.HMGet(ctx, key, "pid", "pstart", "boot_id", "pid_ns")
+		return nil
+	}); err != nil {
 		return false, fmt.Errorf("read heartbeat of %s: %w", instance, err)
 	}
-	return n == 1, nil
+	if ex.Val() != 1 {
+		return false, nil
+	}
+	if id, ok := identityOf(hm.Val()); ok {
+		if gone, known := proc.Gone(id); gone && known {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Requeue implements bridge.Recovery.

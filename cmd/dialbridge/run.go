@@ -268,7 +268,11 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 
 	// The queue manager is fed inside the Lua steps of the call (no extra
 	// round trip); see redisq.WithACDInbox.
-	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap), operatorFieldsOption(q))
+	// The PBX is named by ami.host:port as configured: daemons that spell
+	// one Asterisk the same way adopt each other's live calls after a
+	// crash (bridge/adopt.go).
+	pbx := s.AMI.Addr()
+	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap), operatorFieldsOption(q), redisq.WithPBX(pbx))
 	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, log) // it adds cell and component itself
 	d.cell = bridge.NewCell(bridge.Options{
 		Cell:            cellName,
@@ -283,10 +287,11 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		Retries:         s.Retries,
 		ACKTimeout:      s.Timeouts.CommandACK.D(),
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
+		PBX:             pbx,
 	}, o.wrap(d.queue), d.router, d.amic, d.log)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
-		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started}
+		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx}
 	}, redisq.DefaultHeartbeatTTL, 3*time.Second)
 	d.beat.SetLogger(d.log)
 	return d, nil
