@@ -32,7 +32,9 @@ func runBench(args []string) int {
 	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
-	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md: only when named)")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md) and capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section): only when named")
+	capN := fs.Int("capacity-n", 20000, "with --only capacity: measured calls per kind and run")
+	capRate := fs.Float64("capacity-rate", 1000, "with --only capacity: offered load of its paced answered kind, calls/s (0: none)")
 	pacingPNG := fs.String("pacing-png", "", "with --only pacing: write the chart of occupancy and abandon rate to this PNG, e.g. docs/pacing-matrix.png")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the daemon in the first e2e run (the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the daemon in the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
@@ -60,10 +62,10 @@ func runBench(args []string) int {
 			continue
 		}
 		switch s {
-		case "baseline", "e2e", "paced", "inflight", "acd", "pacing":
+		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity":
 			sel[s] = true
 		default:
-			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing)", s)
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity)", s)
 		}
 	}
 	if sel["pacing"] {
@@ -94,6 +96,19 @@ func runBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if sel["capacity"] {
+		delete(sel, "capacity")
+		if *capN < 1 || *capRate < 0 {
+			return fail(os.Stderr, exitUsage, "bench: --capacity-n must be positive, --capacity-rate not negative")
+		}
+		cfg := benchmark.CapacityConfig{RedisAddr: *addr, Binary: bin, N: *capN, Runs: *runs, Threads: *threads, Rate: *capRate, Progress: os.Stderr}
+		if err := runCapacityBench(ctx, os.Stdout, os.Stderr, cfg, *out, "dialbridge bench "+strings.Join(args, " ")); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		if len(sel) == 0 {
+			return exitOK
+		}
+	}
 	// The harness (simulated Multcall and Asterisk, which are other
 	// programs in production) sits on the measured path too: its collector
 	// gets a wide heap floor so that its pauses are not billed to the daemon.
