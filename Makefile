@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/dialbridge
 PKGS     := ./...
 
-.PHONY: all build test race vet lint fuzz bench bench-go bench-load demo integration install clean help
+.PHONY: all build test race vet lint fuzz bench bench-go bench-load demo integration image image-check install clean help
 
 BENCH_FLAGS ?=
 
@@ -21,6 +21,8 @@ help:
 	@echo "make bench-load   dialbridge bench on a scratch redis-server (writes docs/PERFORMANCE.md)"
 	@echo "make fuzz         fuzz the dial command parser for 30s"
 	@echo "make integration  tests against a real redis-server (installs it if missing)"
+	@echo "make image        OCI image FROM scratch with buildah (installs it if missing)"
+	@echo "make image-check  build the image, then check it by inspection (it is never run)"
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dialbridge
@@ -56,6 +58,18 @@ demo: build
 
 integration:
 	./scripts/integration.sh
+
+# Container image (issue 16): FROM scratch, static binary, user 65532,
+# settings mounted at /etc/dialbridge; see scripts/image.sh and README.md.
+IMAGE     ?= dialbridge
+HTTP_PORT ?=
+
+image:
+	VERSION='$(VERSION)' IMAGE='$(IMAGE)' HTTP_PORT='$(HTTP_PORT)' ./scripts/image.sh
+
+# By inspection only: these machines cannot run containers.
+image-check: image
+	VERSION='$(VERSION)' IMAGE='$(IMAGE)' HTTP_PORT='$(HTTP_PORT)' ./scripts/image-check.sh
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/dialbridge
