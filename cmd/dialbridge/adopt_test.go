@@ -172,7 +172,10 @@ func TestKill9AdoptsLiveCalls(t *testing.T) {
 	}
 	instC := instanceOf(t, ctx, rdb, k, c)
 	if os.Getenv("ADOPT_DEBUG") != "" {
-		defer func() { b, _ := os.ReadFile(logPath); t.Logf("kill at %s\n%s", killedAt.UTC().Format(time.RFC3339Nano), b) }()
+		defer func() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("kill at %s\n%s", killedAt.UTC().Format(time.RFC3339Nano), b)
+		}()
 	}
 
 	rs, err := mc.CollectResults(ctx, 28)
