@@ -29,6 +29,11 @@ type Checker struct {
 	Writes func() error
 	Cell   CellState
 	AMI    AMIState
+	// Pacing says, for a paced cell, why it dials nothing now (queue
+	// manager not running, no operator logged in, …) or its budget; nil
+	// for an unpaced cell. Dialing nothing is pacing, not a fault: the
+	// status stays "ok".
+	Pacing func() string
 	// PingTimeout bounds the PING; default 500 ms.
 	PingTimeout time.Duration
 }
@@ -42,6 +47,7 @@ type Report struct {
 	InFlight int      `json:"in_flight"`
 	Threads  int      `json:"threads"`
 	Reasons  []string `json:"reasons,omitempty"`
+	Pacing   string   `json:"pacing,omitempty"` // paced cells: "dials nothing: <why>" or the budget
 
 	RedisOK bool `json:"-"`
 	AMIOK   bool `json:"-"`
@@ -93,6 +99,9 @@ func (c *Checker) Check(ctx context.Context) Report {
 	}
 	if c.Cell != nil && !rep.Claiming && rep.RedisOK && rep.AMIOK {
 		rep.Reasons = append(rep.Reasons, "cell not claiming (starting, recovering or stopping)")
+	}
+	if c.Pacing != nil {
+		rep.Pacing = c.Pacing()
 	}
 	rep.Status = "ok"
 	if len(rep.Reasons) > 0 {

@@ -672,7 +672,6 @@ func TestStartErrors(t *testing.T) {
 			s.Trunks = []config.Trunk{{Name: "gw1", Channel: "PJSIP/{number}@gw1", CPS: 4, Burst: 1}}
 			s.Queues[0].Trunk = "gw1"
 		}, []string{`trunk "gw1"`, "issue 14"}},
-		{"pacing not fed yet", testCell, func(s *config.Settings) { s.Queues[0].Pacing.Mode = "predictive" }, []string{"pacing.mode predictive", "issue 15"}},
 		{"ami login refused", testCell, func(s *config.Settings) { s.AMI.Secret = "wrong-secret-xyz" }, []string{"login refused", `"dialbridge"`}},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,7 @@ import (
 	"github.com/multcall/dialbridge/monitor/acd"
 	"github.com/multcall/dialbridge/monitor/dash"
 	"github.com/multcall/dialbridge/monitor/opsim"
+	"github.com/multcall/dialbridge/monitor/termsafe"
 	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
@@ -42,7 +43,10 @@ type demoOptions struct {
 	ringTimeout time.Duration
 	talk        time.Duration
 	ops         opsim.Options
-	tui         bool // the full-screen monitor (stdout is a terminal)
+	pacing      config.Pacing // the cell's pacing (default predictive)
+	// onDaemon, when set (tests), sees the daemon before it runs.
+	onDaemon func(d *daemon)
+	tui      bool // the full-screen monitor (stdout is a terminal)
 	// inspect, when set (tests), looks at Redis when the demo is asked to
 	// stop, before anything is torn down.
 	inspect func(rdb redis.UniversalClient)
@@ -63,13 +67,15 @@ func runDemo(args []string) int {
 	fs.StringVar(&o.operators, "operators", "8", `simulated operators: a number, or ids like "A,B,S:supervisor"`)
 	fs.DurationVar(&o.ringTimeout, "ring-timeout", 8*time.Second, "queue manager ring timeout (an ignored call goes to the next operator)")
 	fs.DurationVar(&o.talk, "talk", 6*time.Second, "talk time of answered calls (with the default mix)")
-	fs.DurationVar(&o.ops.AnswerMin, "answer-min", time.Second, "quickest operator answer")
-	fs.DurationVar(&o.ops.AnswerMax, "answer-max", 4*time.Second, "slowest operator answer")
-	fs.Float64Var(&o.ops.Reject, "reject", 0.08, "share of rings an operator rejects")
-	fs.Float64Var(&o.ops.Ignore, "ignore", 0.07, "share of rings an operator lets ring out")
+	fs.DurationVar(&o.ops.AnswerMin, "answer-min", 500*time.Millisecond, "quickest operator answer")
+	fs.DurationVar(&o.ops.AnswerMax, "answer-max", 1500*time.Millisecond, "slowest operator answer (past pacing.abandon_after, 2s, a call is abandoned)")
+	fs.Float64Var(&o.ops.Reject, "reject", 0.03, "share of rings an operator rejects")
+	fs.Float64Var(&o.ops.Ignore, "ignore", 0.02, "share of rings an operator lets ring out")
+	pacing := fs.String("pacing", "predictive", "pacing.mode of the demo cell: none, progressive, ratio or predictive")
+	ratio := fs.Float64("ratio", 2, "pacing.ratio (mode ratio)")
 	plain := fs.Bool("plain", false, "print a status line every second instead of the full-screen monitor (the default when stdout is not a terminal)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: dialbridge demo [--rate 2] [--operators 8] [--duration 0] [--threads 100] [--cell 101] [--plain]")
+		fmt.Fprintln(fs.Output(), "usage: dialbridge demo [--rate 2] [--operators 8] [--pacing predictive] [--duration 0] [--threads 100] [--cell 101] [--plain]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +101,11 @@ func runDemo(args []string) int {
 		}
 	}
 	o.tui = !*plain && isatty.IsTerminal(os.Stdout.Fd())
+	o.pacing = config.DefaultPacing()
+	o.pacing.Mode = config.PacingMode(*pacing)
+	if o.pacing.Mode == config.PacingRatio {
+		o.pacing.Ratio = *ratio
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -172,7 +183,7 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 	s.AMI.Port, s.AMI.Username, s.AMI.Secret = sim.Port(), "dialbridge", "secret"
 	s.Originate = config.Originate{Channel: "PJSIP/{number}@trunk", Context: "agents", Exten: "s", Priority: 1, Timeout: config.Duration(8 * time.Second)}
 	s.Timeouts.ShutdownGrace = config.Duration(2 * time.Second)
-	s.Queues = []config.Queue{{Name: o.cell, Threads: o.threads}}
+	s.Queues = []config.Queue{{Name: o.cell, Threads: o.threads, Pacing: o.pacing}}
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -188,7 +199,7 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 	banner := []string{
 		fmt.Sprintf("redis:  redis-cli -p %d   (keys %s:{%s}:…)", rport, s.Redis.Prefix, o.cell),
 		fmt.Sprintf("AMI:    %s (user dialbridge, secret secret) · log %s", sim.Addr(), s.Log.Location),
-		fmt.Sprintf("%g commands/s, %d threads, operators %s; outcomes by last digit: %s", o.rate, o.threads, opList, amisim.FormatRules(o.rules)),
+		fmt.Sprintf("%g commands/s, %d threads, pacing %s, operators %s; outcomes by last digit: %s", o.rate, o.threads, s.Queues[0].Pacing.Mode, opList, amisim.FormatRules(o.rules)),
 	}
 	printBanner := func() {
 		fmt.Fprintf(out, "dialbridge demo — cell %s\n", o.cell)
@@ -204,6 +215,9 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 	d, err := startDaemon(ctx, &s, o.cell, log)
 	if err != nil {
 		return err
+	}
+	if o.onDaemon != nil {
+		o.onDaemon(d)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
@@ -328,5 +342,12 @@ func statusLine(ctx context.Context, rdb redis.UniversalClient, k redisq.Keys, c
 		}
 	}
 	fmt.Fprintf(&b, " | operators busy %d/%d, waiting %d", busy, len(snap.Operators), len(snap.Queue))
-	return b.String()
+	if p, _ := redisq.PacingState(ctx, rdb, k); len(p) > 0 {
+		fmt.Fprintf(&b, " | pacing %s budget %s dialing %s level %s answer %s abandon %s/%s",
+			p["mode"], p["budget"], p["dialing"], p["level"], p["answer_rate"], p["abandon_rate_window"], p["abandon_rate_day"])
+		if p["nothing"] != "" {
+			fmt.Fprintf(&b, " (%s)", p["nothing"])
+		}
+	}
+	return termsafe.Escape(b.String())
 }

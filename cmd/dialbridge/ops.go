@@ -93,6 +93,10 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 		Cell:   cell,
 		AMI:    d.amic,
 	}
+	if d.pacing != nil {
+		o.health.Pacing = d.pacing.health
+		o.metrics.AddPacing(d.cellName, d.pacing.metrics)
+	}
 
 	if addr := d.settings.HTTPListen(q); addr != "" {
 		lg := d.log.With().Str("component", "http").Logger()

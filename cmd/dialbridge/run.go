@@ -138,6 +138,7 @@ type daemon struct {
 	router     *redisq.ConfirmRouter
 	beat       *redisq.Heartbeat
 	cell       *bridge.Cell
+	pacing     *cellPacing // nil: pacing.mode none
 }
 
 // instanceID is <hostname>-<pid>-<random>: readable in redis-cli, and
@@ -227,12 +228,6 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		// trunk without its cps and max_channels would burn the carrier.
 		return nil, configError{fmt.Errorf("queues: cell %q names trunk %q: this version does not enforce trunk limits yet (issue 14); remove queues[].trunk", cellName, q.Trunk)}
 	}
-	if m := q.Pacing.Mode; m != "" && m != "none" {
-		// The pacer is built (bridge.Pace) but not yet fed: a paced cell
-		// would dial up to threads, abandoning the customers it was meant
-		// to protect.
-		return nil, configError{fmt.Errorf("queues: cell %q has pacing.mode %s: this version does not pace yet (issue 15); use none or remove pacing", cellName, m)}
-	}
 	d := &daemon{settings: s, cellName: cellName, instance: instanceID()}
 	d.log = log.With().Str("cell", cellName).Str("instance", d.instance).Logger()
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)
@@ -289,6 +284,9 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
 		PBX:             pbx,
 	}, o.wrap(d.queue), d.router, d.amic, d.log)
+	// Limits on claiming beyond threads, asked in order (bridge.Admission).
+	d.pacing = newCellPacing(d, q)
+	d.cell.SetAdmissions(d.pacing.admissions()...)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
 		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx}
@@ -339,6 +337,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); watchQueueManager(bg, d.rdb, d.queue) }()
+	d.pacing.run(bg, &wg)
 	for _, run := range []func(context.Context) error{d.router.Run, d.beat.Run} {
 		wg.Add(1)
 		go func() {

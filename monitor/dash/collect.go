@@ -68,6 +68,9 @@ type Cell struct {
 	ACDLease string       `json:"acd_lease,omitempty"` // instance of the running queue manager
 	ACDInbox int64        `json:"acd_inbox"`           // bridge events not yet taken
 	Log      []LogEntry   `json:"acd_log"`             // oldest first
+	// Pacing is the cell's pacer state, P:{C}:pacing (contract section 6);
+	// empty for an unpaced cell.
+	Pacing map[string]string `json:"pacing,omitempty"`
 }
 
 // Threads is the sum of the live instances' threads.
@@ -172,6 +175,7 @@ func (c *Collector) collectCell(ctx context.Context, name string) (Cell, error) 
 		lease             *redis.StringCmd
 		inbox             *redis.IntCmd
 		logs              *redis.XMessageSliceCmd
+		pacing            *redis.MapStringStringCmd
 		insts             []instCmds
 		acdKey            = func(n string) string { return redisq.ACDKey(c.prefix, name, n) }
 		fixed             = []string{k.Dial(), k.Ack(), k.Confirm(), k.Results(), k.Dead()}
@@ -189,6 +193,7 @@ func (c *Collector) collectCell(ctx context.Context, name string) (Cell, error) 
 		lease = p.Get(ctx, acdKey("lease"))
 		inbox = p.LLen(ctx, acdKey("inbox"))
 		logs = p.XRevRangeN(ctx, acdKey("log"), "+", "-", int64(c.logN))
+		pacing = p.HGetAll(ctx, redisq.NewPacingKeys(k).State())
 		return nil
 	})
 	if err != nil && err != redis.Nil {
@@ -221,6 +226,9 @@ func (c *Collector) collectCell(ctx context.Context, name string) (Cell, error) 
 		Name: name, Dial: lens[0].Val(), Ack: lens[1].Val(), Confirm: lens[2].Val(),
 		Results: lens[3].Val(), Dead: lens[4].Val(), Stats: map[string]int64{},
 		ACDLease: lease.Val(), ACDInbox: inbox.Val(),
+	}
+	if pv := pacing.Val(); len(pv) > 0 {
+		cell.Pacing = pv
 	}
 	for f, v := range stats.Val() {
 		n, _ := strconv.ParseInt(v, 10, 64)

@@ -36,6 +36,13 @@ func sanitizeCell(c Cell) Cell {
 		}
 		c.Stats = st
 	}
+	if c.Pacing != nil {
+		pc := make(map[string]string, len(c.Pacing))
+		for k, v := range c.Pacing {
+			pc[esc(k)] = esc(v)
+		}
+		c.Pacing = pc
+	}
 	c.Instances = mapSlice(c.Instances, func(in Instance) Instance {
 		in.Instance, in.Host, in.Version = esc(in.Instance), esc(in.Host), esc(in.Version)
 		return in

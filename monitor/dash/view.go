@@ -266,6 +266,11 @@ func Plain(s Snapshot, hist map[string]*History, acdName string, logN int) strin
 		write("WAITING", waiting)
 		write("LOG", log)
 	}
+	for _, c := range good {
+		if ls := pacingLines(&c, s.At); ls != nil {
+			write("PACING — cell "+c.Name, ls)
+		}
+	}
 	return b.String()
 }
 
@@ -417,6 +422,12 @@ func (m Model) View() string {
 			lease = "lease " + c.ACDLease
 		}
 		parts = append(parts, m.box(fmt.Sprintf("queue manager — cell %s (%s; %s; inbox %d)", c.Name, mode, lease, c.ACDInbox), PaneACD, body, w))
+	}
+
+	for i := range cells {
+		if ls := pacingLines(&cells[i], now); ls != nil {
+			parts = append(parts, m.box("pacing — cell "+cells[i].Name, -1, m.render(ls, inner), w))
+		}
 	}
 
 	parts = append(parts, m.box("command", PaneCommand, m.commandView(inner), w))
