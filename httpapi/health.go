@@ -27,8 +27,11 @@ type Checker struct {
 	// when writes succeed; nil func: not checked. PING alone answers while
 	// Redis refuses every write.
 	Writes func() error
-	Cell   CellState
-	AMI    AMIState
+	// Trunk reports the breaker of the cell's trunk (state, and when a
+	// call is next let through); nil without a trunk.
+	Trunk func() (state string, retryAt time.Time)
+	Cell  CellState
+	AMI   AMIState
 	// Pacing says, for a paced cell, why it dials nothing now (queue
 	// manager not running, no operator logged in, …) or its budget; nil
 	// for an unpaced cell. Dialing nothing is pacing, not a fault: the
@@ -48,6 +51,11 @@ type Report struct {
 	Threads  int      `json:"threads"`
 	Reasons  []string `json:"reasons,omitempty"`
 	Pacing   string   `json:"pacing,omitempty"` // paced cells: "dials nothing: <why>" or the budget
+	// Trunk is the state of the host's breaker on the cell's trunk
+	// ("closed", "open", "half_open"; absent without a trunk). An open
+	// breaker is the trunk's trouble, not the daemon's: status stays ok.
+	Trunk        string `json:"trunk,omitempty"`
+	TrunkRetryAt string `json:"trunk_retry_at,omitempty"`
 
 	RedisOK bool `json:"-"`
 	AMIOK   bool `json:"-"`
@@ -102,6 +110,13 @@ func (c *Checker) Check(ctx context.Context) Report {
 	}
 	if c.Pacing != nil {
 		rep.Pacing = c.Pacing()
+	}
+	if c.Trunk != nil {
+		st, at := c.Trunk()
+		rep.Trunk = st
+		if !at.IsZero() {
+			rep.TrunkRetryAt = at.UTC().Format(time.RFC3339)
+		}
 	}
 	rep.Status = "ok"
 	if len(rep.Reasons) > 0 {

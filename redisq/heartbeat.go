@@ -36,6 +36,9 @@ type HeartbeatInfo struct {
 	// people and the monitor; each call hash records it too ("pbx"), since
 	// a dead instance's heartbeat is gone when its calls are adopted.
 	AMI string
+	// Extra are more field, value pairs (the trunk breaker's state): what
+	// another subsystem wants operators and other daemons to see.
+	Extra []string
 }
 
 // Heartbeat keeps P:{C}:instance:<instance> alive: a hash with host, pid,
@@ -133,6 +136,9 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 	}
 	if in.PID == h.self.PID && h.self.Complete() {
 		fields = append(fields, "pstart", h.self.Start, "boot_id", h.self.Boot, "pid_ns", h.self.PidNS)
+	}
+	for i := 0; i+1 < len(in.Extra); i += 2 {
+		fields = append(fields, in.Extra[i], in.Extra[i+1])
 	}
 	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, h.key, fields...)

@@ -555,7 +555,9 @@ func TestThousandMixedCommands(t *testing.T) {
 func TestGracefulStop(t *testing.T) {
 	t.Parallel()
 	t.Run("drains", func(t *testing.T) {
-		h := newHarness(t, harnessConfig{rules: "answer,ring=5ms,talk=700ms"})
+		// Talk long enough that a loaded machine's poll sees the call
+		// answered; the drain still ends well inside the 5 s grace.
+		h := newHarness(t, harnessConfig{rules: "answer,ring=5ms,talk=2s"})
 		h.push(cmd("g1", "100"))
 		waitFor(t, 30*time.Second, "answered", func() bool { return h.hget(h.mc.Keys().Call("g1"), "state") == "answered" })
 		h.push(cmd("g2", "101")) // arrives after the stop: must stay in dial
@@ -563,8 +565,8 @@ func TestGracefulStop(t *testing.T) {
 		if err := h.shutdown(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if el := time.Since(start); el > 3*time.Second {
-			t.Fatalf("stop took %s", el)
+		if el := time.Since(start); el > 4500*time.Millisecond {
+			t.Fatalf("stop took %s: the grace period (5 s) cut the drain short, or nearly", el)
 		}
 		rs := h.results(1, time.Second)
 		if r := rs["g1"]; len(r) != 1 || r[0].Status != bridge.StatusAnswered {

@@ -97,6 +97,10 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 		o.health.Pacing = d.pacing.health
 		o.metrics.AddPacing(d.cellName, d.pacing.metrics)
 	}
+	if d.trunk != nil {
+		o.health.Trunk = d.trunkHealth
+		registerTrunkMetrics(o.metrics.Registry(), d.cellName, d.trunk)
+	}
 
 	if addr := d.settings.HTTPListen(q); addr != "" {
 		lg := d.log.With().Str("component", "http").Logger()

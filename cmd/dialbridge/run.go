@@ -139,6 +139,7 @@ type daemon struct {
 	beat       *redisq.Heartbeat
 	cell       *bridge.Cell
 	pacing     *cellPacing // nil: pacing.mode none
+	trunk      *redisq.TrunkUse // nil: the cell names no trunk
 }
 
 // instanceID is <hostname>-<pid>-<random>: readable in redis-cli, and
@@ -146,10 +147,7 @@ type daemon struct {
 // its host name. Reusing a dead predecessor's id would make its claimed
 // list and heartbeat look like ours: its commands would never be recovered.
 func instanceID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "host"
-	}
+	host := hostName()
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
@@ -222,12 +220,6 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	if err != nil {
 		return nil, configError{err}
 	}
-	if q.Trunk != "" {
-		// The trunk's limits and breaker are built (redisq.TrunkLimiter,
-		// BreakerStore) but not yet in the call path: dialing through a
-		// trunk without its cps and max_channels would burn the carrier.
-		return nil, configError{fmt.Errorf("queues: cell %q names trunk %q: this version does not enforce trunk limits yet (issue 14); remove queues[].trunk", cellName, q.Trunk)}
-	}
 	d := &daemon{settings: s, cellName: cellName, instance: instanceID()}
 	d.log = log.With().Str("cell", cellName).Str("instance", d.instance).Logger()
 	d.keys = redisq.NewKeys(s.Redis.Prefix, cellName)
@@ -273,7 +265,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		Cell:            cellName,
 		Instance:        d.instance,
 		Threads:         q.Threads,
-		ChannelTemplate: s.Originate.Channel,
+		ChannelTemplate: s.ChannelFor(q),
 		Context:         s.Originate.Context,
 		Exten:           s.Originate.Exten,
 		Priority:        s.Originate.Priority,
@@ -284,12 +276,29 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
 		PBX:             pbx,
 	}, o.wrap(d.queue), d.router, d.amic, d.log)
-	// Limits on claiming beyond threads, asked in order (bridge.Admission).
+	// Limits on claiming beyond threads, asked in order (bridge.Admission):
+	// the trunk first (no Redis round trip while its breaker is open), then
+	// the cell's pacing budget.
+	var admissions []bridge.Admission
+	if t, ok := s.TrunkFor(q); ok {
+		d.trunk, err = redisq.NewTrunkUse(d.rdb, s.Redis.Prefix, redisq.TrunkUseOptions{
+			Cell: cellName, Trunk: t.Name, Host: o.hostName(),
+			Limits:  redisq.TrunkLimits{CPS: t.CPS, Burst: t.Burst, MaxChannels: t.MaxChannels},
+			Breaker: bridge.BreakerConfig{Failures: t.Breaker.Failures, Cooldown: t.Breaker.Cooldown.D()},
+		}, d.log)
+		if err != nil {
+			d.close()
+			return nil, configError{err}
+		}
+		admissions = append(admissions, d.trunk)
+		d.cell.SetDialGates(d.trunk)
+	}
 	d.pacing = newCellPacing(d, q)
-	d.cell.SetAdmissions(d.pacing.admissions()...)
+	admissions = append(admissions, d.pacing.admissions()...)
+	d.cell.SetAdmissions(admissions...)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
-		return redisq.HeartbeatInfo{Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx}
+		return redisq.HeartbeatInfo{Host: o.hostName(), Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx, Extra: d.trunkBeat()}
 	}, redisq.DefaultHeartbeatTTL, 3*time.Second)
 	d.beat.SetLogger(d.log)
 	return d, nil
@@ -303,6 +312,25 @@ const acdInboxCap = 100000
 type daemonOptions struct {
 	wrapStore func(bridge.Store) bridge.Store
 	notify    func(state string) // default sd_notify
+	host      string             // default os.Hostname: the trunk breaker's host
+}
+
+// hostName is the host the trunk breaker belongs to (contract section 7:
+// one breaker per host and trunk, shared by the host's daemons).
+func (o daemonOptions) hostName() string {
+	if o.host != "" {
+		return o.host
+	}
+	return hostName()
+}
+
+// hostName is this machine's name, "host" when it has none.
+func hostName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "host"
+	}
+	return host
 }
 
 func (o daemonOptions) sdNotify() func(string) {
@@ -338,7 +366,13 @@ func (d *daemon) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); watchQueueManager(bg, d.rdb, d.queue) }()
 	d.pacing.run(bg, &wg)
-	for _, run := range []func(context.Context) error{d.router.Run, d.beat.Run} {
+	runs := []func(context.Context) error{d.router.Run, d.beat.Run}
+	if d.trunk != nil {
+		// The gate and the lease renewal outlive the claim loop too: calls
+		// draining still need their slots and tokens.
+		runs = append(runs, d.trunk.Run)
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
