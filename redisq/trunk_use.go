@@ -41,6 +41,8 @@ type TrunkUse struct {
 	// counts them), and what the current attempt holds.
 	entered map[*bridge.Call]*trunkHold
 
+	onGrant func(TrunkGrant) // tests and benchmarks: every grant, on Redis's clock
+
 	state    atomic.Pointer[bridge.BreakerState] // last state read or written
 	brkErr   atomic.Pointer[string]              // last breaker read error ("" when fine)
 	lastMode atomic.Pointer[bridge.BreakerMode]  // for one log line per change seen here
@@ -87,6 +89,11 @@ func NewTrunkUse(rdb redis.UniversalClient, prefix string, o TrunkUseOptions, lo
 	u.lastMode.Store(&closed)
 	return u, nil
 }
+
+// OnGrant makes f hear of every token and slot granted to this daemon
+// (tests and benchmarks compare the grants' Redis times with the wire);
+// call it before Run. f must not block.
+func (u *TrunkUse) OnGrant(f func(TrunkGrant)) { u.onGrant = f }
 
 // Name is the trunk's name.
 func (u *TrunkUse) Name() string { return u.name }
@@ -294,10 +301,13 @@ func (u *TrunkUse) Enter(ctx context.Context, call *bridge.Call, deadline time.T
 	h := &trunkHold{token: id, probe: allow.Probe}
 	if u.gate != nil {
 		actx, cancel := context.WithDeadline(ctx, deadline)
-		_, err := retryUntil(actx, deadline, func(ctx context.Context) (TrunkGrant, error) {
+		grant, err := retryUntil(actx, deadline, func(ctx context.Context) (TrunkGrant, error) {
 			return u.gate.Acquire(ctx, id)
 		})
 		cancel()
+		if err == nil && u.onGrant != nil {
+			u.onGrant(grant)
+		}
 		if err != nil {
 			if h.probe {
 				u.record(bridge.BreakerEvent{Verdict: bridge.BreakerNeutral, Token: id})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ func TestTrunkSpacesOriginates(t *testing.T) {
 	if err := h.sim.SetCarrier("gw1", amisim.Carrier{CPS: 20, MaxChannels: 10}); err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	var grants []time.Time
+	h.d.trunk.OnGrant(func(g redisq.TrunkGrant) { mu.Lock(); grants = append(grants, g.At); mu.Unlock() })
 	h.push(trunkCommands(n, "s")...)
 	got := h.results(n, 60*time.Second)
 	for id, rs := range got {
@@ -57,8 +61,18 @@ func TestTrunkSpacesOriginates(t *testing.T) {
 	if len(times) != n {
 		t.Fatalf("%d originates at the carrier, want %d", len(times), n)
 	}
-	if m := amisim.MaxInWindow(times, 970*time.Millisecond); m > cps+burst-1 {
-		t.Errorf("%d originates in a 0.97 s window, want ≤ %d", m, cps+burst-1)
+	// The limiter's own bound, on Redis's clock: exact.
+	mu.Lock()
+	if m := amisim.MaxInWindow(grants, time.Second); m > cps+burst-1 {
+		t.Errorf("%d grants in a 1 s window of Redis's clock, want ≤ %d", m, cps+burst-1)
+	}
+	mu.Unlock()
+	// At the simulator the contract allows 30 ms between token and wire;
+	// this test runs beside the race detector on a loaded 2-core machine,
+	// where both ends' goroutines can be late by tens of milliseconds, so
+	// it allows 100 ms more (benchmark/ measures the wire on a quiet one).
+	if m := amisim.MaxInWindow(times, 870*time.Millisecond); m > cps+burst-1 {
+		t.Errorf("%d originates in a 0.87 s window, want ≤ %d", m, cps+burst-1)
 		for i := 1; i < len(times); i++ {
 			t.Logf("originate %d: +%s", i, times[i].Sub(times[i-1]).Round(time.Millisecond))
 		}
