@@ -670,10 +670,6 @@ func TestStartErrors(t *testing.T) {
 			s.Redis.Host, s.Redis.Port = authRedis(t)
 			s.Redis.Password = "wrong-secret-xyz"
 		}, []string{"WRONGPASS", "redis.password"}},
-		{"trunk not enforced yet", testCell, func(s *config.Settings) {
-			s.Trunks = []config.Trunk{{Name: "gw1", Channel: "PJSIP/{number}@gw1", CPS: 4, Burst: 1}}
-			s.Queues[0].Trunk = "gw1"
-		}, []string{`trunk "gw1"`, "issue 14"}},
 		{"ami login refused", testCell, func(s *config.Settings) { s.AMI.Secret = "wrong-secret-xyz" }, []string{"login refused", `"dialbridge"`}},
 	}
 	for _, tt := range tests {
