@@ -424,3 +424,23 @@ var (
 	_ bridge.Admission = (*TrunkUse)(nil)
 	_ bridge.DialGate  = (*TrunkUse)(nil)
 )
+
+// Adopted implements bridge.AdoptHook: a dead daemon's live call that
+// recovery adopts keeps its channel slot (contract section 2): its lease,
+// named by the cell and the id like every call's, is taken over (taken
+// again if it already expired) and renewed by this daemon until the call's
+// result. The breaker hears nothing of adopted calls: it judges the trunk
+// by the calls this host dials now.
+func (u *TrunkUse) Adopted(ctx context.Context, call *bridge.Call) (release func()) {
+	if u.gate == nil || call == nil || call.Cmd == nil {
+		return nil
+	}
+	lease := u.LeaseID(call.Cmd.ID)
+	if err := u.gate.Adopt(ctx, lease); err != nil {
+		u.log.Warn().Err(err).Str("lease", lease).Msg("adopted call's trunk slot not taken over; the call goes on uncounted")
+		return nil
+	}
+	return func() { u.releaseLease(lease) }
+}
+
+var _ bridge.AdoptHook = (*TrunkUse)(nil)

@@ -78,3 +78,31 @@ func TestTrunkUseAdmits(t *testing.T) {
 		})
 	}
 }
+
+// TestTrunkUseAdoptedKeepsSlot: an adopted call's lease is taken over (even
+// after it expired), counted against max_channels, and given back with the
+// call's result.
+func TestTrunkUseAdoptedKeepsSlot(t *testing.T) {
+	t.Parallel()
+	_, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	u, err := NewTrunkUse(rdb, "p", TrunkUseOptions{Cell: "101", Trunk: "gw1", Limits: TrunkLimits{MaxChannels: 2}, Host: "h1"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := u.Adopted(ctx, &bridge.Call{Cmd: &bridge.Command{ID: "c1"}})
+	if release == nil {
+		t.Fatal("no release")
+	}
+	use, err := u.Gate().Limiter().Usage(ctx)
+	if err != nil || use.Channels != 1 || u.Gate().Held() != 1 {
+		t.Fatalf("after adoption: %+v %v, held %d", use, err, u.Gate().Held())
+	}
+	if n, _ := u.Admit(ctx, 5); n != 1 {
+		t.Errorf("Admit = %d with one of two channels adopted, want 1", n)
+	}
+	release()
+	if use, _ := u.Gate().Limiter().Usage(ctx); use.Channels != 0 || u.Gate().Held() != 0 {
+		t.Errorf("after release: %+v, held %d", use, u.Gate().Held())
+	}
+}

@@ -292,6 +292,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		}
 		admissions = append(admissions, d.trunk)
 		d.cell.SetDialGates(d.trunk)
+		d.cell.SetAdoptHook(d.trunk)
 	}
 	d.pacing = newCellPacing(d, q)
 	admissions = append(admissions, d.pacing.admissions()...)
