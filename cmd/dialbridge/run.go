@@ -138,7 +138,7 @@ type daemon struct {
 	router     *redisq.ConfirmRouter
 	beat       *redisq.Heartbeat
 	cell       *bridge.Cell
-	pacing     *cellPacing // nil: pacing.mode none
+	pacing     *cellPacing      // nil: pacing.mode none
 	trunk      *redisq.TrunkUse // nil: the cell names no trunk
 }
 
