@@ -28,13 +28,13 @@ import (
 // scratch redis-server that nothing else uses.
 type CapacityConfig struct {
 	RedisAddr string
-	Binary    string  // the dialbridge binary: the daemon runs in its own process, as deployed
-	Dir       string  // scratch (settings, logs); "": a temporary directory
-	N         int     // measured calls per kind and run
-	WarmUp    int     // calls before the measured ones, watched by MONITOR (default 200)
-	Runs      int     // the table shows medians
-	Threads   int     // of the cell
-	Rate      float64 // the paced answered kind's offered load (0: no paced kind)
+	Binary    string    // the dialbridge binary: the daemon runs in its own process, as deployed
+	Dir       string    // scratch (settings, logs); "": a temporary directory
+	N         int       // measured calls per kind and run
+	WarmUp    int       // calls before the measured ones, watched by MONITOR (default 200)
+	Runs      int       // the table shows medians
+	Threads   int       // of the cell
+	Rates     []float64 // offered loads of the paced answered kinds, calls/s
 	Progress  io.Writer
 }
 
@@ -97,9 +97,15 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 	}
 	rep.RedisVersion = v
 	runID := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	kinds := capacityKinds(cfg.Rate)
+	kinds := capacityKinds(cfg.Rates)
 	rep.Kinds = make([]CapacityKindResult, len(kinds))
 	for i := range cfg.Runs {
+		idle, err := runCapacityIdle(ctx, cfg, "cap-"+runID+"-idle-"+strconv.Itoa(i))
+		if err != nil {
+			return rep, fmt.Errorf("capacity idle, run %d: %w", i+1, err)
+		}
+		fmt.Fprintf(cfg.Progress, "capacity run %d idle daemon: Redis main thread %s/s, daemon %s/s\n", i+1, idle.redisPerSec, idle.daemonPerSec)
+		rep.Idle = append(rep.Idle, idle)
 		// Kinds interleaved: each run of every kind sees about the same
 		// neighbours on this shared machine.
 		for k, kind := range kinds {
@@ -120,47 +126,36 @@ func RunCapacity(ctx context.Context, cfg CapacityConfig) (*CapacityReport, erro
 // runCapacityKind starts a daemon and an AMI simulator for kind, warms up
 // under MONITOR, then measures cfg.N calls.
 func runCapacityKind(ctx context.Context, cfg CapacityConfig, kind capacityKind, prefix string) (capacitySample, error) {
-	rules, err := amisim.ParseRules(kind.rules)
-	if err != nil {
-		return capacitySample{}, err
-	}
 	side := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: 8, DisableIdentity: true})
 	defer side.Close()
 	defer deleteKeys(context.WithoutCancel(ctx), side, prefix) //nolint:errcheck // best effort
 	const cell = "c1"
 	keys := redisq.NewKeys(prefix, cell)
-	sim, err := amisim.New(simConfig(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: time.Second}, "filtered"))
-	if err != nil {
-		return capacitySample{}, fmt.Errorf("AMI simulator: %w", err)
+	threads := cfg.Threads
+	if kind.hold > 0 {
+		threads = max(threads, int(kind.rate*kind.hold.Seconds())+1000)
 	}
-	defer sim.Close()
-	p, err := startProc(cfg.Binary, procSettings{Target: Target{RedisAddr: cfg.RedisAddr, AMIPort: sim.Port(), Prefix: prefix, Cell: cell,
-		Threads: cfg.Threads}, Dir: cfg.Dir, Name: "capacity", CommandAck: kind.ack})
+	p, stop, err := startCapacityDaemon(ctx, cfg, kind, prefix, cell, threads)
 	if err != nil {
 		return capacitySample{}, err
 	}
-	defer p.stop(15 * time.Second) //nolint:errcheck // a daemon that does not stop is killed
-	for deadline := time.Now().Add(30 * time.Second); !p.healthy(ctx); {
-		if time.Now().After(deadline) {
-			return capacitySample{}, errors.New("daemon not healthy after 30s: " + p.failure())
-		}
-		select {
-		case <-p.exited:
-			return capacitySample{}, errors.New(p.failure())
-		case <-ctx.Done():
-			return capacitySample{}, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	defer stop()
 	n := cfg.N
 	if kind.rate > 0 {
-		n = min(n, max(1, int(5*kind.rate))) // 5 s of the offered load
+		// 5 s of the offered load, and at least 1,000 calls (the daemon's
+		// CPU is read in 10 ms ticks).
+		n = min(n, max(1000, int(5*kind.rate)))
+		if kind.hold > 0 {
+			// Four talk times of pushes: most of the window at the full
+			// count in flight, not ramping up or draining.
+			n = min(cfg.N, int(4*kind.rate*kind.hold.Seconds()))
+		}
 	}
 	id := func(i int) string { return "k" + strconv.Itoa(i) }
 	if kind.prime {
 		// Every id, warm-up's and measured, dialed once (answered): the
 		// pushes below repeat them.
-		if _, _, err := capacityPhase(ctx, side, keys, capacityKind{name: "answered", confirm: true}, id, 0, cfg.WarmUp+n, cfg.Threads); err != nil {
+		if _, _, err := capacityPhase(ctx, side, keys, capacityKind{name: "answered", confirm: true}, id, 0, cfg.WarmUp+n, threads); err != nil {
 			return capacitySample{}, fmt.Errorf("priming the ids: %w", err)
 		}
 	}
@@ -170,7 +165,7 @@ func runCapacityKind(ctx context.Context, cfg CapacityConfig, kind capacityKind,
 	if err != nil {
 		return capacitySample{}, err
 	}
-	_, _, err = capacityPhase(ctx, side, keys, kind, id, 0, cfg.WarmUp, cfg.Threads)
+	_, _, err = capacityPhase(ctx, side, keys, kind, id, 0, cfg.WarmUp, threads)
 	top, lua := mon.stop()
 	if err != nil {
 		return capacitySample{}, fmt.Errorf("warm-up: %w", err)
@@ -192,7 +187,7 @@ func runCapacityKind(ctx context.Context, cfg CapacityConfig, kind capacityKind,
 		return capacitySample{}, fmt.Errorf("CONFIG RESETSTAT: %w", err)
 	}
 	start := time.Now()
-	statuses, end, err := capacityPhase(ctx, side, keys, kind, id, cfg.WarmUp, n, cfg.Threads)
+	statuses, end, err := capacityPhase(ctx, side, keys, kind, id, cfg.WarmUp, n, threads)
 	if err != nil {
 		return capacitySample{}, err
 	}
@@ -214,6 +209,90 @@ func runCapacityKind(ctx context.Context, cfg CapacityConfig, kind capacityKind,
 	}
 	return capacitySample{calls: n, wall: wall, redisCPU: time.Duration((cpu1 - cpu0) * float64(time.Second)), daemon: d1 - d0,
 		stats: stats, luaShare: share, statuses: statuses}, nil
+}
+
+// startCapacityDaemon starts an AMI simulator doing what kind says and the
+// daemon (the binary, its own process) for cell, and waits until it is
+// healthy; stop stops both.
+func startCapacityDaemon(ctx context.Context, cfg CapacityConfig, kind capacityKind, prefix, cell string, threads int) (*proc, func(), error) {
+	rules, err := amisim.ParseRules(kind.rules)
+	if err != nil {
+		return nil, nil, err
+	}
+	sim, err := amisim.New(simConfig(amisim.Config{Rules: rules, MaxRecords: -1, MaxQueue: -1, WriteTimeout: time.Second}, "filtered"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("AMI simulator: %w", err)
+	}
+	p, err := startProc(cfg.Binary, procSettings{Target: Target{RedisAddr: cfg.RedisAddr, AMIPort: sim.Port(), Prefix: prefix, Cell: cell,
+		Threads: threads}, Dir: cfg.Dir, Name: "capacity", CommandAck: kind.ack})
+	if err != nil {
+		sim.Close()
+		return nil, nil, err
+	}
+	stop := func() {
+		p.stop(15 * time.Second) //nolint:errcheck // a daemon that does not stop is killed
+		sim.Close()
+	}
+	for deadline := time.Now().Add(30 * time.Second); !p.healthy(ctx); {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, errors.New("daemon not healthy after 30s: " + p.failure())
+		}
+		select {
+		case <-p.exited:
+			stop()
+			return nil, nil, errors.New(p.failure())
+		case <-ctx.Done():
+			stop()
+			return nil, nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return p, stop, nil
+}
+
+// capacityIdle is a daemon with nothing to do: what its claim loop, its
+// heartbeat and its recovery scan cost per second.
+type capacityIdle struct{ redisPerSec, daemonPerSec time.Duration }
+
+// capacityIdleFor is how long the idle daemon is watched.
+const capacityIdleFor = 5 * time.Second
+
+func runCapacityIdle(ctx context.Context, cfg CapacityConfig, prefix string) (capacityIdle, error) {
+	side := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: 2, DisableIdentity: true})
+	defer side.Close()
+	defer deleteKeys(context.WithoutCancel(ctx), side, prefix) //nolint:errcheck // best effort
+	p, stop, err := startCapacityDaemon(ctx, cfg, capacityKind{rules: "answer"}, prefix, "c1", cfg.Threads)
+	if err != nil {
+		return capacityIdle{}, err
+	}
+	defer stop()
+	if !retry.Sleep(ctx, time.Second) { // past the start's own work
+		return capacityIdle{}, ctx.Err()
+	}
+	r0, err := redisMainThreadCPU(ctx, side)
+	if err != nil {
+		return capacityIdle{}, err
+	}
+	d0, err := procCPU(p.pid())
+	if err != nil {
+		return capacityIdle{}, err
+	}
+	start := time.Now()
+	if !retry.Sleep(ctx, capacityIdleFor) {
+		return capacityIdle{}, ctx.Err()
+	}
+	r1, err := redisMainThreadCPU(ctx, side)
+	if err != nil {
+		return capacityIdle{}, err
+	}
+	d1, err := procCPU(p.pid())
+	if err != nil {
+		return capacityIdle{}, err
+	}
+	secs := time.Since(start).Seconds()
+	return capacityIdle{redisPerSec: time.Duration((r1 - r0) / secs * float64(time.Second)),
+		daemonPerSec: time.Duration(float64(d1-d0) / secs)}, nil
 }
 
 // capacityPhase pushes commands id(from) … id(from+n-1) of kind, reads the

@@ -1,6 +1,7 @@
 package benchmark
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -18,6 +19,7 @@ type capacityKind struct {
 	invalid bool          // the command breaks a rule (a letter in the number) but has a usable id
 	prime   bool          // every id is first dialed once, unmeasured: the measured push repeats them (duplicate)
 	rate    float64       // calls/s offered (0: pushed as fast as the daemon takes them)
+	hold    time.Duration // answered calls talk this long (with rate: rate × hold calls in flight)
 	label   string        // the table's name ("": name)
 }
 
@@ -27,12 +29,17 @@ type capacityKind struct {
 // any timeout.
 const capacityAckTimeout = 200 * time.Millisecond
 
+// capacityHold is the talk time of the held-calls kind: long enough for
+// thousands of calls in flight at the paced rate, short enough for a run
+// of seconds.
+const capacityHold = 4 * time.Second
+
 // capacityKinds are the kinds in the table's order. busy (Reason 5) and
 // no_answer come at once: no_answer as the network's cause 19 (Reason 0),
 // not as Reason 3 after the originate timeout (30 s of ringing per call
 // would make the run minutes long; the daemon writes the same to Redis
 // either way).
-func capacityKinds(pacedRate float64) []capacityKind {
+func capacityKinds(pacedRates []float64) []capacityKind {
 	ks := []capacityKind{
 		{name: "answered", rules: "answer", confirm: true},
 		{name: "busy", rules: "busy", confirm: true},
@@ -41,9 +48,17 @@ func capacityKinds(pacedRate float64) []capacityKind {
 		{name: "duplicate", rules: "answer", confirm: true, prime: true},
 		{name: "invalid", rules: "answer", invalid: true},
 	}
-	if pacedRate > 0 {
-		ks = append(ks, capacityKind{name: "answered", rules: "answer", confirm: true, rate: pacedRate,
-			label: "answered, paced " + strconv.FormatFloat(pacedRate, 'f', 0, 64) + "/s"})
+	for _, r := range pacedRates {
+		ks = append(ks, capacityKind{name: "answered", rules: "answer", confirm: true, rate: r,
+			label: "answered, paced " + strconv.FormatFloat(r, 'f', -1, 64) + "/s"})
+	}
+	// Calls held in conversation, as in a call center: every one of them
+	// sits in the daemon's claimed list until its result, so each result's
+	// removal from that list (LREM) walks a list of that many entries.
+	if n := len(pacedRates); n > 0 {
+		r := pacedRates[n-1]
+		ks = append(ks, capacityKind{name: "answered", rules: "answer,talk=" + capacityHold.String(), confirm: true, rate: r, hold: capacityHold,
+			label: fmt.Sprintf("answered, paced %s/s, %s talk (≈ %s in flight)", strconv.FormatFloat(r, 'f', -1, 64), capacityHold, fmtNum(r*capacityHold.Seconds()))})
 	}
 	return ks
 }

@@ -23,6 +23,7 @@ func (r *Report) Markdown(cmdline string) string {
 	fmt.Fprintf(&b, "- **Command**: `%s`\n\n", cmdline)
 	b.WriteString("## Reproduce\n\n```sh\nscripts/bench.sh               # redis-server on a free port, dialbridge bench, stop (make bench-load, see Makefile)\n")
 	b.WriteString("scripts/bench.sh --n 20000 --runs 5 --only baseline,e2e   # any dialbridge bench flags\n")
+	b.WriteString("scripts/bench.sh --only capacity --runs 5   # Redis's and the daemon's CPU per call: rewrites only its section (below)\n")
 	b.WriteString("go test -run '^$' -bench . -benchmem ./benchmark ./bridge ./redisq ./monitor/acd   # hot functions\n```\n\n")
 	b.WriteString("## Results\n\n")
 	b.WriteString(r.Table())

@@ -34,7 +34,7 @@ func runBench(args []string) int {
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
 	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md) and capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section): only when named")
 	capN := fs.Int("capacity-n", 20000, "with --only capacity: measured calls per kind and run")
-	capRate := fs.Float64("capacity-rate", 1000, "with --only capacity: offered load of its paced answered kind, calls/s (0: none)")
+	capRates := fs.String("capacity-rates", "100,1000", "with --only capacity: comma-separated offered loads of its paced answered kinds, calls/s (\"\": none)")
 	pacingPNG := fs.String("pacing-png", "", "with --only pacing: write the chart of occupancy and abandon rate to this PNG, e.g. docs/pacing-matrix.png")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the daemon in the first e2e run (the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the daemon in the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
@@ -98,10 +98,11 @@ func runBench(args []string) int {
 	defer stop()
 	if sel["capacity"] {
 		delete(sel, "capacity")
-		if *capN < 1 || *capRate < 0 {
-			return fail(os.Stderr, exitUsage, "bench: --capacity-n must be positive, --capacity-rate not negative")
+		rates, err := parseRates(*capRates)
+		if err != nil || *capN < 1 {
+			return fail(os.Stderr, exitUsage, "bench: --capacity-n must be positive and --capacity-rates positive numbers: %v", err)
 		}
-		cfg := benchmark.CapacityConfig{RedisAddr: *addr, Binary: bin, N: *capN, Runs: *runs, Threads: *threads, Rate: *capRate, Progress: os.Stderr}
+		cfg := benchmark.CapacityConfig{RedisAddr: *addr, Binary: bin, N: *capN, Runs: *runs, Threads: *threads, Rates: rates, Progress: os.Stderr}
 		if err := runCapacityBench(ctx, os.Stdout, os.Stderr, cfg, *out, "dialbridge bench "+strings.Join(args, " ")); err != nil {
 			return fail(os.Stderr, exitFailure, "bench: %v", err)
 		}

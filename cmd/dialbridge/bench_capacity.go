@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/multcall/dialbridge/benchmark"
 )
@@ -30,4 +32,20 @@ func runCapacityBench(ctx context.Context, stdout, progress io.Writer, cfg bench
 	}
 	fmt.Fprintf(progress, "dialbridge bench: capacity section written to %s\n", out)
 	return nil
+}
+
+// parseRates reads --capacity-rates: comma-separated positive calls/s.
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("%q is not a positive rate", f)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -29,7 +29,7 @@ func TestBenchCapacity(t *testing.T) {
 	if err := os.WriteFile(out, []byte(before), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := exec.Command(bin, "bench", "--redis", addr, "--only", "capacity", "--capacity-n", "300", "--capacity-rate", "300",
+	c := exec.Command(bin, "bench", "--redis", addr, "--only", "capacity", "--capacity-n", "300", "--capacity-rates", "300",
 		"--runs", "1", "--threads", "50", "--out", out)
 	var stderr strings.Builder
 	c.Stderr = &stderr
@@ -38,7 +38,8 @@ func TestBenchCapacity(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stdout)
 	}
-	for _, kind := range []string{"answered", "busy", "no_answer", "ack_timeout", "duplicate", "invalid", "answered, paced 300/s"} {
+	for _, kind := range []string{"answered", "busy", "no_answer", "ack_timeout", "duplicate", "invalid", "answered, paced 300/s",
+		"answered, paced 300/s, 4s talk (≈ 1,200 in flight)", "idle daemon (no calls), per second"} {
 		if !strings.Contains(string(stdout), "| "+kind+" | ") {
 			t.Errorf("no row for %s:\n%s", kind, stdout)
 		}
