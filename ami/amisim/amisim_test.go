@@ -1132,3 +1132,73 @@ func TestCauseText(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreShowChannelsLikeAsterisk22: a live call's channels as Asterisk
+// 22's action_coreshowchannels lists them (main/manager.c; the transcript's
+// "CoreShowChannels during a call"): the headers in its order, the
+// ChannelId as the ;1 leg's Uniqueid and Linkedid and "<id>;2" for the other
+// half, ChannelState 6 Up once answered and not before, and Duration
+// counted from the channel's creation in whole seconds. Crash recovery
+// adopts calls from this listing, to a session with events off.
+func TestCoreShowChannelsLikeAsterisk22(t *testing.T) {
+	srv := newServer(t, Config{Rules: []Rule{
+		{Prefix: "1", Outcome: OutcomeAnswer, TalkFor: -1},
+		{Prefix: "2", Outcome: OutcomeBusy, RingFor: time.Minute},
+	}})
+	c := dial(t, srv)
+	c.login("off")
+	for _, o := range [][2]string{{"100", "talking-1"}, {"200", "ringing-1"}} {
+		c.send("Action", "Originate", "Channel", "Local/"+o[0]+"@lab", "Context", "agents", "Exten", "s", "Priority", "1",
+			"Async", "true", "Timeout", "120000", "ActionID", "o-"+o[1], "ChannelId", o[1])
+		c.response("o-" + o[1])
+	}
+	waitFor(t, "both calls started", 10*time.Second, func() bool { return srv.Stats().InFlight == 2 })
+	list := func() map[string]amiMsg {
+		c.send("Action", "CoreShowChannels", "ActionID", "csc")
+		c.response("csc")
+		items := map[string]amiMsg{}
+		for {
+			m := c.mustRead()
+			if m.event() == "CoreShowChannelsComplete" {
+				if m.get("ListItems") != strconv.Itoa(len(items)) {
+					t.Fatalf("complete %s after %d items", m, len(items))
+				}
+				return items
+			}
+			items[m.get("Uniqueid")] = m
+		}
+	}
+	var items map[string]amiMsg
+	waitFor(t, "the answered call Up", 10*time.Second, func() bool {
+		items = list()
+		return items["talking-1"].get("ChannelState") == "6"
+	})
+	order := []string{"Event", "ActionID", "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
+		"ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten", "Priority", "Uniqueid",
+		"Linkedid", "Application", "ApplicationData", "Duration", "BridgeId"}
+	for _, uid := range []string{"talking-1", "talking-1;2", "ringing-1", "ringing-1;2"} {
+		m, ok := items[uid]
+		if !ok {
+			t.Fatalf("%s not listed: %v", uid, items)
+		}
+		if strings.Join(m.keys, ",") != strings.Join(order, ",") {
+			t.Errorf("%s headers %v, want Asterisk's %v", uid, m.keys, order)
+		}
+		if base := strings.TrimSuffix(uid, ";2"); m.get("Linkedid") != base {
+			t.Errorf("%s Linkedid %q, want %q", uid, m.get("Linkedid"), base)
+		}
+	}
+	if m := items["talking-1"]; m.get("ChannelStateDesc") != "Up" || !strings.HasSuffix(m.get("Channel"), ";1") {
+		t.Errorf("answered leg %s", m)
+	}
+	if m := items["ringing-1"]; m.get("ChannelState") == "6" {
+		t.Errorf("ringing leg listed Up: %s", m)
+	}
+	if d := items["ringing-1"].get("Duration"); d != "00:00:00" && d != "00:00:01" {
+		t.Errorf("Duration %q of a channel created a moment ago", d)
+	}
+	waitFor(t, "Duration to count a whole second", 10*time.Second, func() bool {
+		items = list()
+		return items["ringing-1"].get("Duration") == "00:00:01"
+	})
+}
