@@ -86,9 +86,16 @@ func (r *CapacityReport) Table() string {
 		cmds, _ := k.medianOf(func(s capacitySample) float64 { c, _ := s.topLevel(); return c })
 		exec, _ := k.medianOf(func(s capacitySample) float64 { _, u := s.topLevel(); return u })
 		rate, _ := k.medianOf(func(s capacitySample) float64 { return float64(s.calls) / s.wall.Seconds() })
+		redisCore, daemonCore := fmtNum(perCore(redisUS)), fmtNum(perCore(daemonUS))
+		if k.Kind.rate > 0 {
+			// Not a capacity: the cost per call falls as the load rises.
+			// What this load takes of a core instead.
+			redisCore = fmt.Sprintf("(%.1f %% of a core at %s/s)", k.Kind.rate*redisUS/1e4, fmtNum(k.Kind.rate))
+			daemonCore = fmt.Sprintf("(%.1f %% of a core)", k.Kind.rate*daemonUS/1e4)
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s |\n", k.Kind.title(),
-			fmtUS(redisUS), fmtUSs(redisRuns), fmtNum(perCore(redisUS)), cmds, fmtUS(exec),
-			fmtUS(daemonUS), fmtUSs(daemonRuns), fmtNum(perCore(daemonUS)), fmtNum(rate))
+			fmtUS(redisUS), fmtUSs(redisRuns), redisCore, cmds, fmtUS(exec),
+			fmtUS(daemonUS), fmtUSs(daemonRuns), daemonCore, fmtNum(rate))
 	}
 	if redisMS, daemonMS, runs := r.idle(); len(runs) > 0 {
 		fmt.Fprintf(&b, "| idle daemon (no calls), per second | %s ms/s (%.2f %% of a core) | %s | | | | %s | | | |\n",

@@ -114,3 +114,45 @@ func TestCapacityCommand(t *testing.T) {
 		t.Errorf("got %s and %s", ok, bad)
 	}
 }
+
+// TestCapacityReport: per-core figures from the medians, the paced rows as
+// a share of a core (not a capacity), the Cluster table from the most
+// expensive kind pushed at full speed, and the held row compared with the
+// paced row of the same rate.
+func TestCapacityReport(t *testing.T) {
+	sample := func(redisUS, daemonUS, lremUS int64) capacitySample {
+		return capacitySample{calls: 1000, wall: time.Second,
+			redisCPU: time.Duration(redisUS*1000) * time.Microsecond, daemon: time.Duration(daemonUS*1000) * time.Microsecond,
+			stats: map[string]cmdStat{"evalsha": {Calls: 3000, Usec: 3000 * 20}, "lrem": {Calls: 1000, Usec: 1000 * lremUS}}}
+	}
+	kinds := capacityKinds([]float64{1000})
+	r := &CapacityReport{Config: CapacityConfig{N: 1000, Runs: 3, Threads: 1000, WarmUp: 200}, Started: time.Now(), RedisVersion: "7.0.15",
+		Idle: []capacityIdle{{redisPerSec: 1500 * time.Microsecond}}}
+	for _, k := range kinds {
+		res := CapacityKindResult{Kind: k}
+		switch {
+		case k.hold > 0:
+			res.Samples = []capacitySample{sample(300, 400, 100), sample(320, 400, 100), sample(310, 400, 100)}
+		case k.rate > 0:
+			res.Samples = []capacitySample{sample(200, 300, 2), sample(210, 300, 2), sample(190, 300, 2)}
+		case k.name == "answered":
+			res.Samples = []capacitySample{sample(90, 150, 10), sample(80, 140, 10), sample(70, 130, 10)} // median 80 µs
+		default:
+			res.Samples = []capacitySample{sample(50, 100, 10)}
+		}
+		r.Kinds = append(r.Kinds, res)
+	}
+	md := r.Markdown("dialbridge bench --only capacity")
+	for _, want := range []string{
+		"| answered | 80.0 | 90.0; 80.0; 70.0 | 12,500 |", // 10^6 / 80 µs
+		"| answered, paced 1000/s | 200.0 | 200.0; 210.0; 190.0 | (20.0 % of a core at 1,000/s) |",
+		"| 3 | 37,500 | 18,750 | 12,500 (one slot, one master) |", // the Cluster table, from answered
+		"costs Redis\n  1.50 ms of CPU per second",
+		"310.0 µs instead of 200.0 µs",
+		"100.0 µs per LREM here against 2.00 µs",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the section lacks %q:\n%s", want, md)
+		}
+	}
+}
