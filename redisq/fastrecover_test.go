@@ -1,12 +1,15 @@
 package redisq
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/internal/proc"
 )
@@ -100,13 +103,37 @@ func TestAdoptOrphansOfAProcessGoneOnThisMachine(t *testing.T) {
 // TestAdoptScriptChecksTheProcess: the script takes a heartbeat for dead
 // only when it still names the process found gone; a heartbeat rewritten
 // in between (another process of the same instance name) keeps its list.
+// On miniredis, and on a real Redis when DIALBRIDGE_TEST_REDIS is set.
 func TestAdoptScriptChecksTheProcess(t *testing.T) {
-	m, rdb := rqRedis(t)
+	t.Run("miniredis", func(t *testing.T) {
+		_, rdb := rqRedis(t)
+		testAdoptScriptChecksTheProcess(t, rdb, rqPrefix)
+	})
+	t.Run("redis-server", func(t *testing.T) {
+		addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
+		if addr == "" {
+			t.Skip("DIALBRIDGE_TEST_REDIS not set")
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		prefix := "rqadopt" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		t.Cleanup(func() {
+			keys, _ := scanKeys(context.Background(), rdb, globEscape(prefix)+"*")
+			if len(keys) > 0 {
+				rdb.Del(context.Background(), keys...)
+			}
+		})
+		testAdoptScriptChecksTheProcess(t, rdb, prefix)
+	})
+}
+
+func testAdoptScriptChecksTheProcess(t *testing.T, rdb *redis.Client, prefix string) {
 	ctx := rqCtx(t)
-	k := NewKeys(rqPrefix, rqCell)
+	k := NewKeys(prefix, rqCell)
 	rdb.HSet(ctx, k.Instance("x"), "pid", "41", "pstart", "900", "boot_id", "b")
 	rdb.LPush(ctx, k.Claimed("x"), `{"id":"x-1","number":"1"}`)
-	q := NewQueue(rdb, rqPrefix, rqCell, "me")
+	q := NewQueue(rdb, prefix, rqCell, "me")
+	exists := func(key string) bool { return rdb.Exists(ctx, key).Val() == 1 }
 	run := func(pid, start, boot string) []string {
 		args := append(q.buryArgs(), pid, start, boot)
 		items, err := adoptScript.Run(ctx, rdb,
@@ -121,8 +148,8 @@ func TestAdoptScriptChecksTheProcess(t *testing.T) {
 			t.Errorf("expected %v: adopted %v from a heartbeat naming another process", c, got)
 		}
 	}
-	if got := run("41", "900", "b"); len(got) != 1 || m.Exists(k.Instance("x")) {
-		t.Errorf("the very process: adopted %v, heartbeat left %v", got, m.Exists(k.Instance("x")))
+	if got := run("41", "900", "b"); len(got) != 1 || exists(k.Instance("x")) || exists(k.Claimed("x")) {
+		t.Errorf("the very process: adopted %v, heartbeat left %v", got, exists(k.Instance("x")))
 	}
 }
 
