@@ -138,7 +138,7 @@ func (c *Client) Channels(ctx context.Context) ([]bridge.LiveChannel, error) {
 		return nil, fmt.Errorf("CoreShowChannels: %w", bridge.ErrNoResponse)
 	case !strings.EqualFold(r.resp["Response"], "Success"):
 		// "Permission denied": the manager user lacks read "reporting".
-		return nil, fmt.Errorf("CoreShowChannels refused by Asterisk: %s (the manager user needs read = call,reporting)", r.resp["Message"])
+		return nil, fmt.Errorf("CoreShowChannels refused by Asterisk: %s (the manager user needs write = originate,reporting and read = call,reporting)", r.resp["Message"])
 	}
 	t := time.NewTimer(c.opts.CommandResponse + responseGrace)
 	defer t.Stop()
