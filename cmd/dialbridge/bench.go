@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/multcall/dialbridge/benchmark"
 	"github.com/multcall/dialbridge/internal/gctune"
@@ -32,9 +33,10 @@ func runBench(args []string) int {
 	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
-	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md) and capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section): only when named")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md), capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section) and trunk-accuracy (3 daemons' limiters on one trunk at cps 20): only when named")
 	capN := fs.Int("capacity-n", 20000, "with --only capacity: measured calls per kind and run")
 	capRates := fs.String("capacity-rates", "100,1000", "with --only capacity: comma-separated offered loads of its paced answered kinds, calls/s (\"\": none)")
+	duration := fs.Duration("duration", time.Minute, "with --only trunk-accuracy: how long each run saturates the trunk")
 	pacingPNG := fs.String("pacing-png", "", "with --only pacing: write the chart of occupancy and abandon rate to this PNG, e.g. docs/pacing-matrix.png")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the daemon in the first e2e run (the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the daemon in the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
@@ -62,10 +64,10 @@ func runBench(args []string) int {
 			continue
 		}
 		switch s {
-		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity":
+		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity", "trunk-accuracy":
 			sel[s] = true
 		default:
-			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity)", s)
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity, trunk-accuracy)", s)
 		}
 	}
 	if sel["pacing"] {
@@ -75,6 +77,15 @@ func runBench(args []string) int {
 		}
 		if len(sel) == 0 {
 			return exitOK // the matrix needs no Redis
+		}
+	}
+	if sel["trunk-accuracy"] {
+		delete(sel, "trunk-accuracy")
+		if err := runTrunkAccuracyBench(os.Stdout, os.Stderr, *addr, *runs, *duration); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		if len(sel) == 0 {
+			return exitOK
 		}
 	}
 	var env []string
