@@ -274,26 +274,38 @@ func spacing(times []time.Time, cps float64) (p99, minGap time.Duration) {
 	return Summarise(dev).P99, minGap
 }
 
-// TrunkAccuracyReport runs the measurement runs times and renders the table
+// TrunkAccuracyReport runs each configuration runs times, interleaved (so
+// that every configuration sees the same neighbours), and renders the table
 // of medians (Markdown, also readable as text).
-func TrunkAccuracyReport(ctx context.Context, cfg TrunkAccuracyConfig, runs int, progress io.Writer) (string, error) {
-	cfg.defaults()
+func TrunkAccuracyReport(ctx context.Context, cfgs []TrunkAccuracyConfig, runs int, progress io.Writer) (string, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	var res []TrunkAccuracyResult
+	res := make([][]TrunkAccuracyResult, len(cfgs))
 	for i := range max(runs, 1) {
-		c := cfg
-		c.Prefix = "bench-trunk-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-" + strconv.Itoa(i)
-		r, err := RunTrunkAccuracy(ctx, c)
-		if err != nil {
-			return "", fmt.Errorf("trunk accuracy run %d: %w", i+1, err)
+		for k := range cfgs {
+			c := cfgs[k]
+			c.defaults()
+			c.Prefix = "bench-trunk-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-" + strconv.Itoa(i)
+			r, err := RunTrunkAccuracy(ctx, c)
+			if err != nil {
+				return "", fmt.Errorf("trunk accuracy (burst %d) run %d: %w", c.Burst, i+1, err)
+			}
+			fmt.Fprintf(progress, "trunk-accuracy cps %g burst %d run %d: %d Originates in %s (per daemon %v): max %d in any %s (bound %d; windows over: wire %d, grants %d), utilisation %.1f %%, spacing jitter p99 %s, min gap %s, grant→response %s, carrier 503 %d\n",
+				c.CPS, c.Burst, i+1, r.Originates, r.Span.Round(time.Millisecond), r.PerDaemon, r.WireMax, TrunkWindow, c.Bound(), r.WireOver, r.GrantOver,
+				100*r.Utilisation, fmtDur(r.JitterP99), fmtDur(r.MinGap), r.GrantToWire, r.Carrier503)
+			res[k] = append(res[k], r)
 		}
-		fmt.Fprintf(progress, "trunk-accuracy run %d: %d Originates in %s (per daemon %v): max %d in any %s (bound %d; windows over: wire %d, grants %d), utilisation %.1f %%, spacing jitter p99 %s, min gap %s, grant→response %s, carrier 503 %d\n",
-			i+1, r.Originates, r.Span.Round(time.Millisecond), r.PerDaemon, r.WireMax, TrunkWindow, cfg.Bound(), r.WireOver, r.GrantOver,
-			100*r.Utilisation, fmtDur(r.JitterP99), fmtDur(r.MinGap), r.GrantToWire, r.Carrier503)
-		res = append(res, r)
 	}
+	rep := &Report{}
+	for k, cfg := range cfgs {
+		cfg.defaults()
+		rep.Rows = append(rep.Rows, trunkAccuracyRows(cfg, res[k])...)
+	}
+	return rep.Table(), nil
+}
+
+func trunkAccuracyRows(cfg TrunkAccuracyConfig, res []TrunkAccuracyResult) []Row {
 	col := func(f func(TrunkAccuracyResult) float64) []float64 {
 		out := make([]float64, len(res))
 		for i, r := range res {
@@ -310,7 +322,7 @@ func TrunkAccuracyReport(ctx context.Context, cfg TrunkAccuracyConfig, runs int,
 	hop := col(func(r TrunkAccuracyResult) float64 { return ms(r.GrantToWire.P99) })
 	rej := col(func(r TrunkAccuracyResult) float64 { return float64(r.Carrier503) })
 	name := fmt.Sprintf("trunk cps %g burst %d, %d daemons × %d waiting, %s", cfg.CPS, cfg.Burst, cfg.Daemons, cfg.Workers, cfg.Duration)
-	rows := []Row{
+	return []Row{
 		{Scenario: name, Metric: fmt.Sprintf("windows of %s over %d at the AMI wire (on Redis's clock)", TrunkWindow, cfg.Bound()),
 			Median: fmt.Sprintf("%s (%s)", fmtNum(Median(over)), fmtNum(Median(gover))), Runs: fmtNums(over) + " (" + fmtNums(gover) + ")",
 			Bar: "0", Met: yes(slices.Max(over) == 0 && slices.Max(gover) == 0)},
@@ -322,6 +334,4 @@ func TrunkAccuracyReport(ctx context.Context, cfg TrunkAccuracyConfig, runs int,
 		{Scenario: name, Metric: "grant → Originate Response p99 (ms)", Median: fmtMS(Median(hop)), Runs: fmtMSs(hop)},
 		{Scenario: name, Metric: "carrier 503s (its window: the contract's)", Median: fmtNum(Median(rej)), Runs: fmtNums(rej), Bar: "0", Met: yes(slices.Max(rej) == 0)},
 	}
-	rep := &Report{Rows: rows}
-	return rep.Table(), nil
 }

@@ -75,7 +75,7 @@ func TestTrunkAccuracyShort(t *testing.T) {
 	if r.Originates < 10 {
 		t.Errorf("only %d Originates in %s at cps 10", r.Originates, cfg.Duration)
 	}
-	table, err := TrunkAccuracyReport(ctx, TrunkAccuracyConfig{RedisAddr: addr, CPS: 50, Duration: time.Second}, 1, nil)
+	table, err := TrunkAccuracyReport(ctx, []TrunkAccuracyConfig{{RedisAddr: addr, CPS: 50, Duration: time.Second}}, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
