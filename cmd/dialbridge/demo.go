@@ -267,6 +267,7 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return <-daemonDone
 	}
 	coll := dash.NewCollector(rdb, s.Redis.Prefix, []string{o.cell}, 12)
+	coll.SetTrunks(monitorTrunks(&s))
 
 	if o.tui {
 		mo := dash.Options{

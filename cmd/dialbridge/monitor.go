@@ -147,6 +147,7 @@ func runMonitor(args []string) int {
 	defer stop()
 
 	coll := dash.NewCollector(rdb, s.Redis.Prefix, cells, 12)
+	coll.SetTrunks(monitorTrunks(s))
 	acdCell := f.acdCell
 	if acdCell == "" {
 		acdCell = cells[0]

@@ -97,8 +97,9 @@ func (c *Cell) InFlight() int {
 
 // Snapshot is one refresh of every cell.
 type Snapshot struct {
-	At    time.Time `json:"at"`
-	Cells []Cell    `json:"cells"`
+	At     time.Time `json:"at"`
+	Cells  []Cell    `json:"cells"`
+	Trunks []Trunk   `json:"trunks,omitempty"` // trunks.go
 }
 
 // Collector reads the cells. Each cell costs one pipelined round trip per
@@ -114,6 +115,7 @@ type Collector struct {
 	cells  []string
 	logN   int
 	known  map[string][]string // cell → instance names read last time
+	trunks trunkSet            // trunks.go
 	now    func() time.Time
 }
 
@@ -143,6 +145,7 @@ func (c *Collector) Collect(ctx context.Context) Snapshot {
 		}
 		s.Cells = append(s.Cells, cell)
 	}
+	s.Trunks = c.collectTrunks(ctx, s.Cells)
 	return s
 }
 

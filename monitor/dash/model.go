@@ -16,12 +16,13 @@ import (
 const (
 	PaneCells = iota
 	PaneBridges
+	PaneTrunks // shown only when the settings name trunks (trunks.go)
 	PaneACD
 	PaneCommand
 	numPanes
 )
 
-var paneNames = [numPanes]string{"cells", "bridges", "queue manager", "command"}
+var paneNames = [numPanes]string{"cells", "bridges", "trunks", "queue manager", "command"}
 
 // Options configure a Model.
 type Options struct {
@@ -180,11 +181,11 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case tea.KeyCtrlC:
 		return m, tea.Quit
 	case tea.KeyTab:
-		m.focus = (m.focus + 1) % numPanes
+		m.focus = m.nextPane(1)
 		m.help = false
 		return m, nil
 	case tea.KeyShiftTab:
-		m.focus = (m.focus + numPanes - 1) % numPanes
+		m.focus = m.nextPane(numPanes - 1)
 		m.help = false
 		return m, nil
 	}

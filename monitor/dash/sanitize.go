@@ -17,7 +17,7 @@ var esc = termsafe.Escape
 // (its slices and maps are not shared with the copy), so that the JSON
 // output can keep the data as it is.
 func sanitize(s Snapshot) Snapshot {
-	out := Snapshot{At: s.At}
+	out := Snapshot{At: s.At, Trunks: sanitizeTrunks(s.Trunks)}
 	if s.Cells != nil {
 		out.Cells = make([]Cell, len(s.Cells))
 		for i, c := range s.Cells {

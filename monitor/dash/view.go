@@ -256,6 +256,9 @@ func Plain(s Snapshot, hist map[string]*History, acdName string, logN int) strin
 	}
 	write("CELLS", cellLines(good, hist, 20))
 	write("BRIDGES", bridgeLines(good, s.At))
+	if len(s.Trunks) > 0 {
+		write("TRUNKS", trunkLines(s.Trunks, s.At))
+	}
 	if c := acdCell(good, acdName); c != nil {
 		ops, waiting, log := acdLines(c, s.At, logN)
 		lease := "no queue manager running"
@@ -282,9 +285,10 @@ func JSON(s Snapshot, hist map[string]*History) ([]byte, error) {
 		Rates *Rates `json:"rates,omitempty"`
 	}
 	out := struct {
-		At    time.Time `json:"at"`
-		Cells []cellOut `json:"cells"`
-	}{At: s.At}
+		At     time.Time `json:"at"`
+		Cells  []cellOut `json:"cells"`
+		Trunks []Trunk   `json:"trunks,omitempty"`
+	}{At: s.At, Trunks: s.Trunks}
 	for _, c := range s.Cells {
 		co := cellOut{Cell: c}
 		if h := hist[c.Name]; h != nil {
@@ -399,6 +403,9 @@ func (m Model) View() string {
 
 	parts = append(parts, m.box("cells", PaneCells, m.render(cellLines(cells, m.hist, max(10, inner-82)), inner), w))
 	parts = append(parts, m.box("bridges", PaneBridges, m.render(scrolled(bridgeLines(cells, now), m.scroll[PaneBridges], 6), inner), w))
+	if tb := m.trunksBox(now, w, inner); tb != "" {
+		parts = append(parts, tb)
+	}
 
 	if c := acdCell(cells, m.o.ACDCell); c != nil {
 		ops, waiting, log := acdLines(c, now, m.o.LogLines)
@@ -461,7 +468,7 @@ func (m Model) commandView(w int) string {
 func (m Model) helpText() string {
 	h := []string{
 		"q, ctrl-c        quit (ctrl-c also from the command line)",
-		"tab, shift-tab   next / previous pane (cells, bridges, queue manager, command)",
+		"tab, shift-tab   next / previous pane (cells, bridges, trunks, queue manager, command)",
 		"↑ ↓              scroll the pane; in the command line, the lines typed before",
 		": or enter       type a command for the queue manager; esc leaves the command line",
 		"?                this help (esc or ? closes it)",
@@ -471,6 +478,9 @@ func (m Model) helpText() string {
 		"DIAL … DEAD are the lengths of the cell's lists; IN FLIGHT is calls in progress / threads of the",
 		"live bridges; CALLS/S counts results over the last 10 s and minute; a bridge whose heartbeat is",
 		fmt.Sprintf("older than %s is STALE, one whose heartbeat expired with commands claimed is GONE.", StaleAfter),
+		"TRUNKS: RATE is Originates granted in the last second / cps, CHANNELS calls in progress / max_channels,",
+		"BOOKED how far ahead the trunk's tokens are taken, REFUSED the waits for a token or a channel; under",
+		"each trunk the breaker of every host dialing it, and when an OPEN one lets its probe call through.",
 	}
 	return strings.Join(h, "\n")
 }
