@@ -23,7 +23,7 @@ var DaemonCommands = []string{
 	"sadd", "srem", "smembers", "scan",
 	// pacing (pacing_*.go): Redis's clock for the operator fields, the
 	// pacing log, the shared budget's slots
-	"time", "xadd", "xrange", "zadd", "zrem", "zcard", "zrange", "zremrangebyscore",
+	"time", "xadd", "xrange", "zadd", "zrem", "zcard", "zcount", "zrange", "zremrangebyscore",
 }
 
 // ACLSetUser is the ACL SETUSER rule list for a daemon user whose keys all

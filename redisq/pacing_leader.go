@@ -37,6 +37,9 @@ type PacerOptions struct {
 	// OnChange hears each change of leadership or of why the cell dials
 	// nothing (reason "" = it may dial): one log line per change.
 	OnChange func(leader bool, nothing string)
+	// OnError hears a failed round's error, or nil when a round succeeds
+	// again after failures (one log line per change).
+	OnError func(err error)
 }
 
 // PacerView is the last decision this daemon's pacer made (zero when it
@@ -72,6 +75,9 @@ func NewPacer(rdb redis.Cmdable, k Keys, opt PacerOptions) *Pacer {
 	if opt.OnChange == nil {
 		opt.OnChange = func(bool, string) {}
 	}
+	if opt.OnError == nil {
+		opt.OnError = func(error) {}
+	}
 	return &Pacer{rdb: rdb, keys: NewPacingKeys(k), opt: opt}
 }
 
@@ -86,10 +92,17 @@ func (p *Pacer) View() PacerView {
 func (p *Pacer) Run(ctx context.Context) error {
 	t := time.NewTicker(PacerEvery)
 	defer t.Stop()
+	failing := false
 	for {
 		sctx, cancel := context.WithTimeout(ctx, pacerReadTimeout)
-		_ = p.Step(sctx) // an error leaves the budget to go stale: the cell then dials nothing
+		// An error leaves the budget to go stale: the cell then dials
+		// nothing, and the admission says so.
+		err := p.Step(sctx)
 		cancel()
+		if (err != nil) != failing && ctx.Err() == nil {
+			failing = err != nil
+			p.opt.OnError(err)
+		}
 		select {
 		case <-ctx.Done():
 			if p.leader {

@@ -1,9 +1,14 @@
 package redisq
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/monitor/acd"
@@ -168,5 +173,68 @@ func TestLateOperatorNote(t *testing.T) {
 	}
 	if m.Exists(q.Keys().Call("typed")) {
 		t.Error("a console call created a call hash")
+	}
+}
+
+// TestOperatorFieldsRealRedis: the seal and the queue manager's note in
+// Redis' own Lua (cjson, TIME), on a real redis-server.
+func TestOperatorFieldsRealRedis(t *testing.T) {
+	addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
+	if addr == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS not set")
+	}
+	ctx := rqCtx(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	prefix := "oftest" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	t.Cleanup(func() {
+		keys, _ := scanKeys(context.Background(), rdb, globEscape(prefix)+"*")
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	q := NewQueue(rdb, prefix, rqCell, rqInst, WithACDInbox(100), WithOperatorFields(OperatorFieldsOptions{Paced: true}))
+	store, err := ACDOpen(ctx, rdb, prefix, rqCell, ACDOptions{Instance: "qm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, withOp := range []bool{true, false} {
+		id := "r" + strconv.Itoa(i)
+		raw := rqRaw(id)
+		if err := rdb.LPush(ctx, q.Keys().Claimed(rqInst), raw).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c := rqCall(id, raw, "tok")
+		if _, err := q.Begin(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		c.AnsweredAt = time.Now()
+		if err := q.MarkAnswered(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if withOp {
+			msgs := []acd.Message{{Kind: acd.MsgRinging, Call: id, Operator: "A"}, {Kind: acd.MsgAnswered, Call: id, Operator: "A"}}
+			if err := store.Save(ctx, acd.Changes{}, msgs, time.Now(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := &bridge.Result{ID: id, Status: bridge.StatusAnswered, TalkMS: 2500}
+		for range 2 {
+			if _, err := q.Finish(ctx, raw, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := r.OperatorFields
+		switch {
+		case f == nil:
+			t.Fatalf("%s: no operator fields", id)
+		case withOp && (f.Operator != "A" || f.Abandoned || f.WaitMS > 1000 || parseWire(f.ConnectedAt).IsZero()):
+			t.Errorf("%s: %+v, want operator A within 1 s", id, f)
+		case !withOp && (f.Operator != "" || !f.Abandoned || f.WaitMS != 2500 || f.ConnectedAt != ""):
+			t.Errorf("%s: %+v, want abandoned after 2500 ms", id, f)
+		}
+	}
+	if n := rdb.XLen(ctx, PacingLogKey(q.Keys())).Val(); n != 2 {
+		t.Errorf("pacing log has %d entries, want 2", n)
 	}
 }

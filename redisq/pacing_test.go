@@ -2,6 +2,7 @@ package redisq
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,12 @@ import (
 // and waiting calls; qm false leaves no lease (not running).
 func pcFloor(t *testing.T, ctx context.Context, rdb *redis.Client, avail, busy, ringing, waiting int, qm bool) {
 	t.Helper()
-	s, err := ACDOpen(ctx, rdb, rqPrefix, rqCell, ACDOptions{Instance: "qm"})
+	pcFloorAt(t, ctx, rdb, rqPrefix, avail, busy, ringing, waiting, qm)
+}
+
+func pcFloorAt(t *testing.T, ctx context.Context, rdb *redis.Client, prefix string, avail, busy, ringing, waiting int, qm bool) {
+	t.Helper()
+	s, err := ACDOpen(ctx, rdb, prefix, rqCell, ACDOptions{Instance: "qm"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +62,32 @@ func pcSettings(mode bridge.PacingMode) bridge.PacingSettings {
 // TestPacerBudgets: the budget the pacer writes for each mode and floor,
 // and what the admission lets two daemons take from it.
 func TestPacerBudgets(t *testing.T) {
+	runPacerBudgets(t, func(t *testing.T) (*redis.Client, string) { _, rdb := rqRedis(t); return rdb, rqPrefix })
+}
+
+// TestPacerBudgetsRealRedis runs the same cases on a real redis-server
+// (DIALBRIDGE_TEST_REDIS): the scripts' TIME, ZSET and number handling in
+// Redis' own Lua.
+func TestPacerBudgetsRealRedis(t *testing.T) {
+	addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
+	if addr == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS not set")
+	}
+	runPacerBudgets(t, func(t *testing.T) (*redis.Client, string) {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		prefix := "pctest" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		t.Cleanup(func() {
+			keys, _ := scanKeys(context.Background(), rdb, globEscape(prefix)+"*")
+			if len(keys) > 0 {
+				rdb.Del(context.Background(), keys...)
+			}
+		})
+		return rdb, prefix
+	})
+}
+
+func runPacerBudgets(t *testing.T, client func(t *testing.T) (*redis.Client, string)) {
 	cases := []struct {
 		name                          string
 		mode                          bridge.PacingMode
@@ -77,10 +109,10 @@ func TestPacerBudgets(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, rdb := rqRedis(t)
+			rdb, prefix := client(t)
 			ctx := rqCtx(t)
-			pcFloor(t, ctx, rdb, tc.avail, tc.busy, tc.ringing, tc.waiting, tc.qm)
-			k := NewKeys(rqPrefix, rqCell)
+			pcFloorAt(t, ctx, rdb, prefix, tc.avail, tc.busy, tc.ringing, tc.waiting, tc.qm)
+			k := NewKeys(prefix, rqCell)
 			if tc.dayAnswered > 0 {
 				day := time.Now().UTC().Format(time.DateOnly)
 				rdb.HSet(ctx, PacingDayKey(k), day+":answered", tc.dayAnswered, day+":abandoned", tc.dayAbandoned)

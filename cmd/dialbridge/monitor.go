@@ -293,7 +293,9 @@ type hostedQM struct {
 func hostQueueManager(ctx context.Context, s *config.Settings, qf *queueFlags, cell, addr string, ringTimeout time.Duration,
 	logf func(string, ...any)) (*hostedQM, error) {
 	logf = escapedLogf(logf) // the demo prints them on its terminal
-	ops, err := queueOperators(qf, s)
+	qfc := *qf
+	qfc.cell = cell // the cell's own operators (queues[].operators)
+	ops, err := queueOperators(&qfc, s)
 	if err != nil {
 		return nil, err
 	}

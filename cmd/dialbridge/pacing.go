@@ -93,6 +93,13 @@ func newCellPacing(d *daemon, q config.Queue) *cellPacing {
 			}
 			ev.Msg("pacer")
 		},
+		OnError: func(err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("pacer round failed; the budget goes stale and the cell dials nothing until one succeeds")
+			} else {
+				log.Info().Msg("pacer rounds succeed again")
+			}
+		},
 	})
 	return &cellPacing{adm: adm, pacer: pacer}
 }

@@ -157,6 +157,9 @@ func loadQueueSettings(f *queueFlags) (*config.Settings, error) {
 
 func queueOperators(f *queueFlags, s *config.Settings) ([]acd.Operator, error) {
 	ops := s.ACD.Operators
+	if q, err := s.Queue(f.cell); err == nil {
+		ops = s.OperatorsFor(q) // the cell's own team (queues[].operators)
+	}
 	if f.operators != "" {
 		var err error
 		if ops, err = config.ParseOperators(f.operators); err != nil {
@@ -383,8 +386,21 @@ func openQueueStore(ctx context.Context, f *queueFlags, s *config.Settings, ops 
 		// before anyone listens, so that basic mode prints them.
 		msgs = append(msgs, m.Tick(now)...)
 		logf("dialbridge queue: resumed the floor of cell %s from Redis (calls in progress: %d, waiting: %d)", f.cell, m.InProgress(), m.Waiting())
-	} else if m, err = acd.New(ops, rt); err != nil {
-		return release(err)
+	} else {
+		if m, err = acd.New(ops, rt); err != nil {
+			return release(err)
+		}
+		if !s.ACD.StartLoggedIn {
+			// acd.start_logged_in false: the desks are empty until their
+			// operators log in, so a paced cell dials for nobody.
+			for _, op := range ops {
+				out, err := m.Logout(op.ID, now)
+				if err != nil {
+					return release(fmt.Errorf("logging out %s at start: %w", op.ID, err))
+				}
+				msgs = append(msgs, out...)
+			}
+		}
 	}
 	if err := store.SaveAll(dctx, m.Snapshot(), msgs, now, nil); err != nil {
 		return release(fmt.Errorf("saving the floor: %w", err))
