@@ -24,6 +24,8 @@ var DaemonCommands = []string{
 	// pacing (pacing_*.go): Redis's clock for the operator fields, the
 	// pacing log, the shared budget's slots
 	"time", "xadd", "xrange", "zadd", "zrem", "zcard", "zcount", "zrange", "zremrangebyscore",
+	// trunks (trunk*.go, breaker.go): the limiter's leases, the breaker
+	"zscore", "zmscore",
 }
 
 // ACLSetUser is the ACL SETUSER rule list for a daemon user whose keys all

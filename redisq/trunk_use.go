@@ -345,6 +345,13 @@ func (u *TrunkUse) Enter(ctx context.Context, call *bridge.Call, deadline time.T
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				// Redis refused or failed the limiter until the end of
+				// the ring time: say what it said (a NOPERM is a
+				// settings mistake a person must see).
+				u.log.Warn().Err(err).Msg("trunk limiter failed")
+				return fmt.Errorf("%s: trunk %s: the limiter failed within the ring time: %w", bridge.BreakerTrunkBusyText, u.name, err)
+			}
 			return fmt.Errorf("%s: no room on trunk %s within the ring time (cps %g, max_channels %d)", bridge.BreakerTrunkBusyText, u.name, u.limits.CPS, u.limits.MaxChannels)
 		}
 		h.lease = id

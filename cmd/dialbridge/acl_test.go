@@ -20,7 +20,8 @@ import (
 // redisq.DaemonCommands on its own keys (docs/OPERATIONS.md), through every
 // path that touches Redis — claims and batch claims, every status, a
 // duplicate, an invalid command, an ACK timeout, the recovery of a dead
-// daemon's commands — and checks that Redis refused nothing (ACL LOG).
+// daemon's commands, a trunk's limiter and breaker — and checks that Redis
+// refused nothing (ACL LOG).
 // Real redis-server only: miniredis has no ACL.
 func TestRedisACLUser(t *testing.T) {
 	addr := os.Getenv("DIALBRIDGE_TEST_REDIS")
@@ -50,6 +51,10 @@ func TestRedisACLUser(t *testing.T) {
 				t.Fatalf("ACL SETUSER: %v", err)
 			}
 			s.Redis.Username, s.Redis.Password = user, pass
+			// Through a trunk: its limiter and breaker scripts run as the
+			// user too (congestion counts against the breaker, which must
+			// not open here).
+			trunkSettings(200, 10, 30, 1000, time.Minute)(s)
 		},
 	})
 	k := h.mc.Keys()
