@@ -33,10 +33,12 @@ func runBench(args []string) int {
 	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
-	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md), capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section) and trunk-accuracy (3 daemons' limiters on one trunk at cps 20): only when named")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md), capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section), trunk-accuracy (3 daemons' limiters on one trunk at cps 20) and pacing-live (the pacer through the real daemon, in real time, --duration per mode): only when named")
 	capN := fs.Int("capacity-n", 20000, "with --only capacity: measured calls per kind and run")
 	capRates := fs.String("capacity-rates", "100,1000", "with --only capacity: comma-separated offered loads of its paced answered kinds, calls/s (\"\": none)")
-	duration := fs.Duration("duration", time.Minute, "with --only trunk-accuracy: how long each run saturates the trunk")
+	duration := fs.Duration("duration", time.Minute, "with --only trunk-accuracy: how long each run saturates the trunk; with --only pacing-live: how long each mode runs")
+	liveOps := fs.Int("pacing-operators", 8, "with --only pacing-live: simulated operators")
+	liveModes := fs.String("pacing-modes", "none,progressive,ratio,predictive", "with --only pacing-live: the modes run, in order")
 	pacingPNG := fs.String("pacing-png", "", "with --only pacing: write the chart of occupancy and abandon rate to this PNG, e.g. docs/pacing-matrix.png")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the daemon in the first e2e run (the first paced run without e2e) to this file")
 	allocprofile := fs.String("allocprofile", "", "write an allocation profile of the daemon in the same run to this file (and FILE.base at its start: go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
@@ -64,10 +66,10 @@ func runBench(args []string) int {
 			continue
 		}
 		switch s {
-		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity", "trunk-accuracy":
+		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity", "trunk-accuracy", "pacing-live":
 			sel[s] = true
 		default:
-			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity, trunk-accuracy)", s)
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity, trunk-accuracy, pacing-live)", s)
 		}
 	}
 	if sel["pacing"] {
@@ -77,6 +79,15 @@ func runBench(args []string) int {
 		}
 		if len(sel) == 0 {
 			return exitOK // the matrix needs no Redis
+		}
+	}
+	if sel["pacing-live"] {
+		delete(sel, "pacing-live")
+		if _, err := runPacingLiveBench(context.Background(), os.Stdout, os.Stderr, *duration, *liveOps, strings.Split(*liveModes, ",")); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		if len(sel) == 0 {
+			return exitOK // it embeds its own Redis
 		}
 	}
 	if sel["trunk-accuracy"] {

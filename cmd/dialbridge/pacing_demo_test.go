@@ -166,3 +166,22 @@ func TestPacedDemo(t *testing.T) {
 		})
 	}
 }
+
+// TestPacingLiveBench: the bench mode's harness runs and reports a row per
+// mode (a short run: the figures are PACING.md's).
+func TestPacingLiveBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time")
+	}
+	var out, progress bytes.Buffer
+	res, err := runPacingLiveBench(context.Background(), &out, &progress, 8*time.Second, 4, []string{"progressive"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].PacingUpdates < 3 || res[0].OverBudget != 0 || res[0].Started == 0 {
+		t.Errorf("results %+v", res)
+	}
+	if !strings.Contains(out.String(), "| progressive | ") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
