@@ -248,3 +248,48 @@ func waitCond(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestAdoptedCallsDrainAtStop: Run adopts at its start, and on stop waits
+// for an adopted call like for its own, within ShutdownGrace; one still
+// talking when the grace is over stays claimed, without a result, for the
+// next daemon.
+func TestAdoptedCallsDrainAtStop(t *testing.T) {
+	for _, hangsUp := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hangs up in the grace: %v", hangsUp), func(t *testing.T) {
+			t.Parallel()
+			st, d := newFakeStore(), newFakeLister()
+			st.orphan("g1", "answered", testPBX, "answered_at", FormatTime(time.Now()))
+			d.channels = []LiveChannel{{Channel: "P/1", Uniqueid: chID("g1"), State: 6}}
+			c := NewCell(Options{
+				Cell: "101", Instance: "me", Threads: 2, PBX: testPBX, HangupGrace: 50 * time.Millisecond,
+				ShutdownGrace: 2 * time.Second,
+			}, st, fakeConfirms{}, d, zerolog.Nop())
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+			waitCond(t, "the call adopted", func() bool { return c.InFlight() == 1 })
+			stop()
+			select {
+			case <-done:
+				t.Fatal("Run returned with an adopted call in progress and grace left")
+			case <-time.After(300 * time.Millisecond):
+			}
+			if hangsUp {
+				d.watch(chID("g1")).deliver(Event{Kind: EventHangup, Leg: 1, Cause: 16})
+				if r := waitResult(t, st); r.Status != StatusAnswered || !r.Adopted {
+					t.Errorf("result %+v", r)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if hangsUp != (len(st.results) == 1) || hangsUp != (len(st.claimed) == 0) {
+				t.Errorf("%d results, %d left claimed", len(st.results), len(st.claimed))
+			}
+		})
+	}
+}
