@@ -385,11 +385,26 @@ func (r *ConfirmRouter) settle(ctx context.Context) error {
 	if len(todo) == 0 && inv == 0 && unk == 0 {
 		return nil
 	}
+	// Two round trips, only for confirmations nobody here waits for: the
+	// owners of their calls, then the forward scripts (with the counters).
+	owners := make([]*redis.SliceCmd, len(todo))
+	if len(todo) > 0 {
+		_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, m := range todo {
+				owners[i] = p.HMGet(ctx, r.keys.Call(m.id), "state", "instance")
+			}
+			return nil
+		})
+	}
 	scripts := make([]*redis.Cmd, len(todo))
 	var counters []*redis.IntCmd
 	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range todo {
-			scripts[i] = forwardScript.EvalSha(ctx, p, r.forwardKeys(m.id), r.instance, m.raw, forwardListTTL.Milliseconds())
+			if owners[i].Err() != nil {
+				continue // retried below, one by one
+			}
+			owner := r.ownerOf(owners[i].Val())
+			scripts[i] = forwardScript.EvalSha(ctx, p, r.forwardKeys(m.id, owner), r.instance, m.raw, forwardListTTL.Milliseconds(), owner)
 		}
 		counters = r.queueCounters(ctx, p, inv, unk)
 		return nil
@@ -406,10 +421,15 @@ func (r *ConfirmRouter) settle(ctx context.Context) error {
 	}
 	var retry []confirmMsg
 	for i, m := range todo {
-		owner, err := scripts[i].Text()
-		if isNoScript(err) {
-			// Not in the server's script cache (a restarted Redis): EVAL.
-			owner, err = forwardScript.Run(ctx, r.rdb, r.forwardKeys(m.id), r.instance, m.raw, forwardListTTL.Milliseconds()).Text()
+		var owner string
+		var err error
+		if scripts[i] != nil {
+			owner, err = forwardReply(scripts[i])
+		}
+		if scripts[i] == nil || isNoScript(err) || errors.Is(err, errOwnerChanged) {
+			// Not read, not in the server's script cache (a restarted
+			// Redis), or the owner changed since the read: one by one.
+			owner, err = r.forward(ctx, m)
 		}
 		if err != nil {
 			if isReplyError(err) {
@@ -435,8 +455,70 @@ func (r *ConfirmRouter) settle(ctx context.Context) error {
 	return nil
 }
 
-func (r *ConfirmRouter) forwardKeys(id string) []string {
-	return []string{r.keys.Call(id), r.keys.Confirm(), r.keys.Stats()}
+// errOwnerChanged: the call hash named another owner when the forward
+// script ran than when it was read.
+var errOwnerChanged = errors.New("the call's owner changed while its confirmation was routed")
+
+// ownerOf is the instance a call hash's HMGET state, instance names as the
+// one that waits for the confirmation ("" = none, or us).
+func (r *ConfirmRouter) ownerOf(v []any) string {
+	if len(v) != 2 {
+		return ""
+	}
+	state, _ := v[0].(string)
+	owner, _ := v[1].(string)
+	if state != "acked" || owner == r.instance {
+		return ""
+	}
+	return owner
+}
+
+// forward routes one confirmation: reads the owner, then runs the script
+// on that owner's list; again when the owner changed in between (a
+// handful of times at most: a call is acked once).
+func (r *ConfirmRouter) forward(ctx context.Context, m confirmMsg) (string, error) {
+	for try := 0; ; try++ {
+		v, err := r.rdb.HMGet(ctx, r.keys.Call(m.id), "state", "instance").Result()
+		if err != nil {
+			return "", err
+		}
+		owner := r.ownerOf(v)
+		got, err := forwardReply(forwardScript.Run(ctx, r.rdb, r.forwardKeys(m.id, owner), r.instance, m.raw, forwardListTTL.Milliseconds(), owner))
+		if !errors.Is(err, errOwnerChanged) || try == 3 {
+			return got, err
+		}
+	}
+}
+
+// forwardReply reads the script's {code, owner}: the owner when forwarded,
+// "" when unknown, errOwnerChanged when the read went stale.
+func forwardReply(c *redis.Cmd) (string, error) {
+	v, err := c.Slice()
+	if err != nil {
+		return "", err
+	}
+	if len(v) != 2 {
+		return "", fmt.Errorf("forward script: unexpected reply %v", v)
+	}
+	code, _ := v[0].(int64)
+	owner, _ := v[1].(string)
+	switch code {
+	case 1:
+		return owner, nil
+	case 2:
+		return "", errOwnerChanged
+	}
+	return "", nil
+}
+
+// forwardKeys: the call, the owner's private list (the shared confirm list
+// when there is no owner: declared, never written), the counters.
+func (r *ConfirmRouter) forwardKeys(id, owner string) []string {
+	dest := r.keys.Confirm()
+	if owner != "" {
+		dest = r.keys.ConfirmFor(owner)
+	}
+	return []string{r.keys.Call(id), dest, r.keys.Stats()}
 }
 
 // logRouted logs the outcome of the forward script (it counted it).
@@ -510,7 +592,7 @@ func (r *ConfirmRouter) handBackLoop(ctx context.Context) {
 		case m := <-r.handBack:
 			var backoff time.Duration
 			for {
-				owner, err := forwardScript.Run(ctx, r.rdb, r.forwardKeys(m.id), r.instance, m.raw, forwardListTTL.Milliseconds()).Text()
+				owner, err := r.forward(ctx, m)
 				if err == nil {
 					r.logRouted(m, owner)
 					break

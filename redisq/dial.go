@@ -94,6 +94,10 @@ const (
 	WriteTimeout = 3 * time.Second
 )
 
+// clusterReloadInterval bounds how long a Cluster client keeps a slot map
+// that names a dead master.
+const clusterReloadInterval = time.Second
+
 // PoolSize is the connection pool size for a process with threads calls in
 // progress and cells cells: two connections per cell sit in blocking reads
 // (claim, confirm), and a call makes one short round trip at a time, so an
@@ -147,6 +151,13 @@ func NewClient(opts DialOptions) redis.UniversalClient {
 			ClientName: opts.ClientName, Dialer: dialer, TLSConfig: tlsConf,
 			DialTimeout: dialT, ReadTimeout: readT, WriteTimeout: writeT, MaxRetries: retries,
 			PoolSize: pool, DisableIdentity: true, ReadBufferSize: buf, WriteBufferSize: buf,
+			// A master killed outright answers "connection refused",
+			// which go-redis does not take as a reason to reload the slot
+			// map (only MOVED/ASK are): with its default of 60 s the
+			// daemon dialed nothing for a minute after its replica had
+			// taken over in 2 s (TestClusterFailover). One CLUSTER SLOTS
+			// a second per process is cheap.
+			ClusterStateReloadInterval: clusterReloadInterval,
 		})
 	case "sentinel":
 		return redis.NewFailoverClient(&redis.FailoverOptions{

@@ -366,7 +366,9 @@ func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool,
 	}
 	// A result without an id (never from the bridge) has no hash to own.
 	owns := r.Status.OwnsHash() && r.ID != ""
-	keys := []string{q.claimed, q.keys.Results(), q.keys.Call(r.ID), q.keys.Stats()}
+	// The inbox is declared even when this result does not feed it: the
+	// marker's position stays fixed.
+	keys := []string{q.claimed, q.keys.Results(), q.keys.Call(r.ID), q.keys.Stats(), q.keys.Base() + "acd:inbox"}
 	var nonce string
 	if !owns {
 		nonce = q.nonceFor(r)

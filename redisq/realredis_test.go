@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,21 +26,85 @@ func TestRealRedis(t *testing.T) {
 	if addr == "" {
 		t.Skip("DIALBRIDGE_TEST_REDIS not set")
 	}
-	ctx := rqCtx(t)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 	t.Cleanup(func() { _ = rdb.Close() })
+	realRedisSteps(t, rdb, rqCell)
+}
+
+// TestRealRedisCluster runs the same steps on a real Redis Cluster
+// ($DIALBRIDGE_TEST_REDIS_CLUSTER: host:port,…; skipped otherwise), through
+// Dial (the daemon's client): a script whose keys span slots is refused
+// with CROSSSLOT, a key outside the node's slots with MOVED. Two cells
+// whose slots are on different masters run, so a script sent to the wrong
+// node would show.
+func TestRealRedisCluster(t *testing.T) {
+	seeds := os.Getenv("DIALBRIDGE_TEST_REDIS_CLUSTER")
+	if seeds == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS_CLUSTER not set")
+	}
+	rdb, err := Dial(rqCtx(t), DialOptions{ClusterAddrs: strings.Split(seeds, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	cc := rdb.(*redis.ClusterClient)
+	masters := map[string]string{}
+	for i := 0; len(masters) < 2 && i < 100; i++ {
+		cell := "c" + strconv.Itoa(i)
+		m, err := cc.MasterForKey(rqCtx(t), NewKeys("x", cell).Dial())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, seen := masters[m.Options().Addr]; !seen {
+			masters[m.Options().Addr] = cell
+		}
+	}
+	if len(masters) < 2 {
+		t.Fatalf("every cell on one master: %v", masters)
+	}
+	for addr, cell := range masters {
+		t.Run("cell "+cell+" on "+addr, func(t *testing.T) { realRedisSteps(t, rdb, cell) })
+	}
+}
+
+// TestRealRedisSentinel runs the same steps through Sentinel
+// ($DIALBRIDGE_TEST_REDIS_SENTINEL: <master-name>@host:port,… of the
+// sentinels; skipped otherwise), through Dial: the failover client finds
+// the master and every script runs there.
+func TestRealRedisSentinel(t *testing.T) {
+	spec := os.Getenv("DIALBRIDGE_TEST_REDIS_SENTINEL")
+	if spec == "" {
+		t.Skip("DIALBRIDGE_TEST_REDIS_SENTINEL not set")
+	}
+	master, addrs, ok := strings.Cut(spec, "@")
+	if !ok {
+		t.Fatalf("DIALBRIDGE_TEST_REDIS_SENTINEL=%q: want <master-name>@host:port,…", spec)
+	}
+	rdb, err := Dial(rqCtx(t), DialOptions{SentinelMaster: master, SentinelAddrs: strings.Split(addrs, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	realRedisSteps(t, rdb, rqCell)
+}
+
+// realRedisSteps: every script of a call's life, recovery's first pass,
+// forwarding between two routers, heartbeats, on rdb under a fresh prefix.
+func realRedisSteps(t *testing.T, rdb redis.UniversalClient, cell string) {
+	watchScriptSlots(t, rdb)
+	ctx := rqCtx(t)
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil { // EVALSHA must fall back to EVAL
 		t.Fatal(err)
 	}
 	prefix := "rqtest" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	k := NewKeys(prefix, rqCell)
+	k := NewKeys(prefix, cell)
 	t.Cleanup(func() {
 		keys, _ := scanKeys(context.Background(), rdb, globEscape(prefix)+"*")
-		if len(keys) > 0 {
-			rdb.Del(context.Background(), keys...)
+		for _, key := range keys { // one by one: on a Cluster, DEL of several keys wants one slot
+			rdb.Del(context.Background(), key)
 		}
 	})
-	q := NewQueue(rdb, prefix, rqCell, rqInst)
+	q := NewQueue(rdb, prefix, cell, rqInst, WithACDInbox(100))
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -123,7 +188,7 @@ func TestRealRedis(t *testing.T) {
 	// Bury 10 MB of non-UTF-8 with a result.
 	big := bytes.Repeat([]byte{0xff}, 10<<20)
 	must(rdb.LPush(ctx, k.Claimed(rqInst), big).Err())
-	inv := &bridge.Result{ID: "r2", Cell: rqCell, Status: bridge.StatusInvalid, Error: "bad"}
+	inv := &bridge.Result{ID: "r2", Cell: cell, Status: bridge.StatusInvalid, Error: "bad"}
 	if ok, err := q.Bury(ctx, big, errors.New("invalid dial command: bad"), inv); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -138,16 +203,16 @@ func TestRealRedis(t *testing.T) {
 
 	// Forwarding between two routers.
 	const a, b = "ra", "rb"
-	qa := NewQueue(rdb, prefix, rqCell, a)
+	qa := NewQueue(rdb, prefix, cell, a)
 	ca := rqCall("r3", rqRaw("r3"), "t3")
 	ca.Instance = a
-	ra := NewConfirmRouter(rdb, prefix, rqCell, a, zerolog.Nop())
+	ra := NewConfirmRouter(rdb, prefix, cell, a, zerolog.Nop())
 	ch, cancel := ra.Expect("r3")
 	defer cancel()
 	if _, err := qa.Begin(ctx, ca); err != nil {
 		t.Fatal(err)
 	}
-	rb := NewConfirmRouter(rdb, prefix, rqCell, b, zerolog.Nop())
+	rb := NewConfirmRouter(rdb, prefix, cell, b, zerolog.Nop())
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = rb.Run(runCtx) }()
@@ -181,5 +246,25 @@ func TestRealRedis(t *testing.T) {
 	must(err)
 	if d.Claimed != 1 || d.Results != 3 || d.Dead != 1 || d.Ack != 2 {
 		t.Fatalf("depths %+v", d)
+	}
+
+	// The answered call fed the queue manager's inbox in the finishing
+	// step ("hangup"; "call" came with MarkAnswered).
+	if n := llen(k.Base() + "acd:inbox"); n != 2 {
+		t.Fatalf("%d inbox events", n)
+	}
+
+	// Recovery finds a dead instance's claimed list (first pass: SCAN of
+	// every master) and adopts it.
+	must(rdb.LPush(ctx, k.Claimed("dead1"), rqRaw("r9")).Err())
+	qc := NewQueue(rdb, prefix, cell, "rc")
+	orphans, err := qc.AdoptOrphans(ctx)
+	must(err)
+	found := false
+	for _, o := range orphans {
+		found = found || (o.Owner == "dead1" && string(o.Raw) == string(rqRaw("r9")))
+	}
+	if !found {
+		t.Fatalf("orphans %+v: dead1's list not adopted", orphans)
 	}
 }

@@ -5,8 +5,9 @@ import "github.com/redis/go-redis/v9"
 // The Lua scripts. Rules they all follow, so they behave the same on Redis 7
 // and miniredis and stay legal on Redis Cluster:
 //   - no blocking commands, no KEYS/SCAN;
-//   - every key is in KEYS, except the private confirm list the forward
-//     script derives from KEYS[2] (same hash tag, hence same slot);
+//   - every key a script touches is in KEYS, and all of one call's keys
+//     share one hash tag ({C} for a cell, {trunk:<name>} for a trunk), so
+//     they are in one Cluster slot (scripts_keys_test.go checks both);
 //   - each is safe to run twice with the same arguments (go-redis retries a
 //     command whose reply was lost, and so does bridge's persist loop).
 //
@@ -69,15 +70,13 @@ return 1
 // its result, updates the call hash and counts, atomically.
 //
 //	KEYS[1] claimed:<inst>   KEYS[2] results   KEYS[3] call:<id>   KEYS[4] stats
-//	KEYS[5] (optional) settled:<nonce> marker of this settle operation
+//	KEYS[5] acd:inbox (the queue manager's; written only when ARGV[7] is set)
+//	KEYS[6] (optional) settled:<nonce> marker of this settle operation
 //	ARGV[1] raw   ARGV[2] result JSON   ARGV[3] status   ARGV[4] "1" if the
 //	status owns the call hash   ARGV[5] hash TTL (s)   ARGV[6] marker TTL (s)
 //	ARGV[7] queue manager "hangup" event ("" = none; a "call" event is
 //	pushed first when the hash never said "answered")   ARGV[8] inbox cap
 //	ARGV[9…] field, value, … for the hash
-//
-// The queue manager's inbox is P:{C}:acd:inbox, derived from KEYS[4]
-// (P:{C}:stats): same hash tag, same Cluster slot.
 //
 // Returns 1 settled, 0 already settled (nothing changed):
 //   - the marker exists: this very operation already ran (lost reply);
@@ -87,13 +86,13 @@ return 1
 //     Finish;
 //   - raw is not in the claimed list.
 var finishScript = redis.NewScript(`
-if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 local owns = ARGV[4] == '1'
 if owns and redis.call('HGET', KEYS[3], 'state') == 'done' then return 0 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 if ARGV[7] ~= '' then
-  local inbox = string.sub(KEYS[4], 1, -6) .. 'acd:inbox'
+  local inbox = KEYS[5]
   -- A call that ended before it was marked answered (MarkAnswered was
   -- skipped) never told the queue manager: "call" first, then "hangup".
   if redis.call('HGET', KEYS[3], 'state') ~= 'answered' then
@@ -108,7 +107,7 @@ if owns then
 end
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
 redis.call('HINCRBY', KEYS[4], 'results', 1)
-if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[6]) end
+if KEYS[6] then redis.call('SET', KEYS[6], '1', 'EX', ARGV[6]) end
 return 1
 `)
 
@@ -139,26 +138,33 @@ return 1
 // forwardScript handles a confirmation for an id no local call waits for:
 // when another instance of the cell owns the call and still waits for its
 // confirmation, the message goes to that instance's private confirm list.
+// The owner is data in the call hash, and a script may not build a key
+// from data (Redis Cluster wants every key in KEYS): the caller reads the
+// owner first (HMGET state, instance) and names its list; the script checks
+// the read still holds.
 //
-//	KEYS[1] call:<id>   KEYS[2] confirm (the private list is KEYS[2]..':'..owner)
-//	KEYS[3] stats
+//	KEYS[1] call:<id>   KEYS[2] confirm:<owner read> (any key of the cell
+//	when no owner was read)   KEYS[3] stats
 //	ARGV[1] my instance   ARGV[2] raw message   ARGV[3] private list TTL (ms)
+//	ARGV[4] the owner the caller read ("" = none)
 //
-// Returns the owner's instance name when forwarded, "" when unknown (counted
-// as confirm_unknown). The private list gets a TTL so that one left behind by
-// a dead instance disappears.
+// Returns {1, owner} forwarded to KEYS[2]; {0, ""} unknown (counted as
+// confirm_unknown); {2, owner} the hash names another owner than the read
+// (it changed in between): nothing done, the caller asks again with it.
+// The private list gets a TTL so that one left behind by a dead instance
+// disappears.
 var forwardScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'state', 'instance')
 local owner = v[2]
 if v[1] == 'acked' and owner and owner ~= '' and owner ~= ARGV[1] then
-  local dest = KEYS[2] .. ':' .. owner
-  redis.call('LPUSH', dest, ARGV[2])
-  redis.call('PEXPIRE', dest, ARGV[3])
+  if owner ~= ARGV[4] then return {2, owner} end
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
   redis.call('HINCRBY', KEYS[3], 'confirm_forwarded', 1)
-  return owner
+  return {1, owner}
 end
 redis.call('HINCRBY', KEYS[3], 'confirm_unknown', 1)
-return ''
+return {0, ''}
 `)
 
 // pruneScript removes an instance from the cell's instance set once nothing
