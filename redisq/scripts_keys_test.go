@@ -421,3 +421,20 @@ func watchScriptSlots(t testing.TB, rdb redis.UniversalClient) {
 		}
 	})
 }
+
+// The run-time watcher records a script whose keys span hash tags, in a
+// pipeline too, and lets one-tag scripts and other commands pass.
+func TestScriptSlotHookCatches(t *testing.T) {
+	ctx := context.Background()
+	h := &scriptSlotHook{}
+	h.check(redis.NewCmd(ctx, "evalsha", "abc", 2, "p:{101}:a", "p:{102}:b"))
+	h.check(redis.NewCmd(ctx, "evalsha", "abc", 2, "p:{101}:a", "p:{101}:call:x"))
+	h.check(redis.NewCmd(ctx, "eval", "return 1", 2, "p:{trunk:a}:tat", "p:{trunk:a}:leases"))
+	h.check(redis.NewCmd(ctx, "eval", "return 1", 1, "p:{101}:a", "ARGV-not-a-key"))
+	h.check(redis.NewCmd(ctx, "mset", "a", 1, "b", 2))
+	_ = h.ProcessPipelineHook(func(context.Context, []redis.Cmder) error { return nil })(ctx,
+		[]redis.Cmder{redis.NewCmd(ctx, "eval", "return 1", 2, "{a}x", "{b}y")})
+	if len(h.bad) != 2 {
+		t.Fatalf("recorded %v, want the two cross-tag scripts", h.bad)
+	}
+}

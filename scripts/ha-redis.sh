@@ -19,8 +19,15 @@ _ha_start() {
 	shift 3
 	redis-server --port "$p" --bind 127.0.0.1 --dir "$d/$n" --logfile "$d/$n.log" \
 		--save '' --daemonize no "$@" &
-	echo $! >"$d/$n.pid"
-	on_exit "kill -9 $! 2>/dev/null; wait $! 2>/dev/null"
+	_ha_track "$d/$n.pid" $!
+}
+
+# _ha_track PIDFILE PID: out of the shell's job table (a test's kill -9
+# prints no "Killed" line), killed at exit and waited for.
+_ha_track() {
+	echo "$2" >"$1"
+	disown "$2"
+	on_exit "kill -9 $2 2>/dev/null; for _ in \$(seq 1 100); do kill -0 $2 2>/dev/null || break; sleep 0.05; done"
 }
 
 start_redis_cluster() {
@@ -104,8 +111,7 @@ sentinel failover-timeout dbmaster 5000
 sentinel parallel-syncs dbmaster 2
 CONF
 		redis-server "$sentinel_dir/s$p/sentinel.conf" --sentinel &
-		echo $! >"$sentinel_dir/s$p.pid"
-		on_exit "kill -9 $! 2>/dev/null; wait $! 2>/dev/null"
+		_ha_track "$sentinel_dir/s$p.pid" $!
 		specs+=("127.0.0.1:$p")
 	done
 	for i in 3 4 5; do wait_redis_up "$name" "${ports[$i]}" "$sentinel_dir"; done

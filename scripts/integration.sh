@@ -36,5 +36,8 @@ start_redis_sentinel integration
 export DIALBRIDGE_TEST_REDIS="127.0.0.1:$port"
 export DIALBRIDGE_TEST_REDIS_CLUSTER="$cluster_seeds"
 export DIALBRIDGE_TEST_REDIS_SENTINEL="$sentinel_spec"
-go test -race -count=1 -timeout 20m -skip Failover ./redisq/... ./cmd/...
-go test -race -count=1 -timeout 20m -p 1 -run Failover ./redisq/... ./cmd/...
+# Both steps run even when the first fails; the script fails if either did.
+rc=0
+go test -race -count=1 -timeout 20m -skip Failover ./redisq/... ./cmd/... || rc=$?
+go test -race -count=1 -timeout 20m -p 1 -run Failover ./redisq/... ./cmd/... || rc=$?
+exit $rc
