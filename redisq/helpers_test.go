@@ -39,7 +39,6 @@ func rqRedis(t testing.TB) (*miniredis.Miniredis, *redis.Client) {
 		WriteTimeout:    2 * time.Second,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })
-	watchScriptSlots(t, rdb) // scripts_keys_test.go
 	return m, rdb
 }
 

@@ -31,6 +31,14 @@ func TestRealRedis(t *testing.T) {
 	realRedisSteps(t, rdb, rqCell)
 }
 
+// TestScriptStepsKeepOneSlot runs the same steps on miniredis (every
+// test run, no server needed) with the slot watcher: no script's keys span
+// hash tags.
+func TestScriptStepsKeepOneSlot(t *testing.T) {
+	_, rdb := rqRedis(t)
+	realRedisSteps(t, rdb, rqCell)
+}
+
 // TestRealRedisCluster runs the same steps on a real Redis Cluster
 // ($DIALBRIDGE_TEST_REDIS_CLUSTER: host:port,…; skipped otherwise), through
 // Dial (the daemon's client): a script whose keys span slots is refused

@@ -21,9 +21,11 @@ import (
 // "Durability"), all in one slot. This file checks both: statically, every
 // key argument of every redis.call in every script of the package is
 // KEYS[…] (or a local or a parameter that only ever holds KEYS[…]); at run
-// time, every EVAL/EVALSHA the package's miniredis tests send (rqRedis
-// installs scriptSlotHook) has keys sharing one hash tag. The real-Cluster
-// run of the scripts is TestRealRedisCluster.
+// time, every EVAL/EVALSHA of realRedisSteps (a call's whole life,
+// recovery, forwarding; on miniredis in TestScriptStepsKeepOneSlot, on real
+// servers in TestRealRedis*) has keys sharing one hash tag. On a real
+// Cluster (TestRealRedisCluster) Redis itself refuses a script whose keys
+// span slots.
 
 // scriptKeyArgs: which arguments (1-based after the command name) of each
 // command the scripts use are keys; -1 = all of them. A command missing
