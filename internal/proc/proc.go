@@ -71,6 +71,12 @@ func Gone(id Identity) (gone, known bool) {
 	start, state, err := stat(id.PID)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		// Absent from /proc, or hidden: under the unit's ProtectProc=
+		// invisible another user's processes are not shown. Only the
+		// kernel's "no such process" proves it gone.
+		if !noSuchProcess(id.PID) {
+			return false, false
+		}
 		return true, true
 	case err != nil:
 		return false, false

@@ -54,6 +54,14 @@ func TestGone(t *testing.T) {
 	if gone, known := Gone(child); !gone || !known {
 		t.Errorf("reaped child: gone %v known %v, want gone", gone, known)
 	}
+	// A process /proc does not show (ProtectProc=invisible hides other
+	// users' processes) is gone only if the kernel says so.
+	if noSuchProcess(1) || noSuchProcess(self.PID) {
+		t.Errorf("pid 1 or this process reported as no such process")
+	}
+	if !noSuchProcess(child.PID) {
+		t.Errorf("the reaped child is not reported as no such process")
+	}
 	reused := self
 	reused.Start = self.Start + "0"
 	if gone, known := Gone(reused); !gone || !known {
