@@ -456,6 +456,9 @@ func (c *Cell) persist(ctx context.Context, what string, op func(context.Context
 		if errors.Is(err, ErrNotOwner) {
 			return err // final: retrying cannot make the call ours again
 		}
+		if errors.Is(err, ErrNotDurable) {
+			return err // Redis is up; the caller's budget decides (dial)
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}

@@ -150,6 +150,14 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 		if err := c.persist(ctx, "mark dialing "+cmd.ID, func(ctx context.Context) error {
 			return c.store.MarkDialing(ctx, call)
 		}); err != nil {
+			if errors.Is(err, ErrNotDurable) {
+				// Not written: try again within the same budget as AMI.
+				call.Attempts--
+				if time.Now().After(amiDeadline) || !retry.Sleep(ctx, c.opt.RetryPause) {
+					return notDurable(ctx, call, err)
+				}
+				continue
+			}
 			if errors.Is(err, ErrNotOwner) {
 				log.Warn().Err(err).Msg("not dialing: another daemon settled this command while we were presumed dead")
 			}
@@ -331,6 +339,18 @@ func amiUnavailable(call *Call, lastErr error) *Result {
 		r.Error = "AMI unavailable: " + lastErr.Error()
 	}
 	return r
+}
+
+// notDurable is the result of a call whose dialing decision no replica
+// acknowledged within its ring time: failed, never dialed (nil on a hard
+// stop).
+func notDurable(ctx context.Context, call *Call, err error) (*Result, *follower) {
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	r := call.Result(StatusFailed)
+	r.Error = err.Error() + "; never dialed"
+	return r, nil
 }
 
 // checkCallCode keeps the call code safe inside the Variable header, which

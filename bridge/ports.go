@@ -254,6 +254,12 @@ var ErrNoResponse = errors.New("no response from Asterisk within the command-res
 // was dialed.
 var ErrInvalidRequest = errors.New("invalid originate request")
 
+// ErrNotDurable means the replicas did not acknowledge a step within
+// redis.wait_replicas/wait_timeout (contract section 2, Durability): from
+// MarkDialing, the call must not be dialed yet. The step itself ran on the
+// master; trying it again is safe.
+var ErrNotDurable = errors.New("no replica acknowledged the dialing decision")
+
 // RefusedError is Asterisk's Response: Error to an Originate.
 type RefusedError struct{ Message string }
 

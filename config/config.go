@@ -56,7 +56,24 @@ type Redis struct {
 	// Sentinel and Cluster replace host/port (redis.go); at most one.
 	Sentinel Sentinel `yaml:"sentinel"`
 	Cluster  Cluster  `yaml:"cluster"`
+	// WaitReplicas (N) makes the dialing decision durable (contract section
+	// 2, Durability): the call's "originating" state, its ACK and its
+	// result are acknowledged by N replicas (WAIT) before the Originate is
+	// written and before the result is forgotten. 0 = off.
+	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds one WAIT; a WAIT that times out holds the call
+	// undialed (it tries again within its ring time) and stops claiming.
+	WaitTimeout Duration `yaml:"wait_timeout"`
 }
+
+// Bounds of the durability settings. A WAIT holds a dedicated connection
+// and, when it times out, the call: it must stay well under the Redis
+// client's 3 s read timeout and a small part of a call's ring time.
+const (
+	DefaultWaitTimeout = 100 * time.Millisecond
+	MaxWaitTimeout     = 2 * time.Second
+	MaxWaitReplicas    = 16
+)
 
 // Addr is host:port.
 func (r Redis) Addr() string { return net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) }
@@ -195,7 +212,7 @@ var Tiers = []string{"operator", "supervisor", "director"}
 func Defaults() Settings {
 	return Settings{
 		Log:      Log{Level: "debug", Format: "json", Location: "-"},
-		Redis:    Redis{Host: "127.0.0.1", Port: 6379, Prefix: "dialbridge"},
+		Redis:    Redis{Host: "127.0.0.1", Port: 6379, Prefix: "dialbridge", WaitTimeout: Duration(DefaultWaitTimeout)},
 		AMI:      AMI{Host: "127.0.0.1", Port: 5038, Guard: "auto"},
 		Timeouts: Timeouts{CommandResponse: Duration(5 * time.Second), CommandACK: Duration(5 * time.Second), ShutdownGrace: Duration(30 * time.Second)},
 		Retries:  3,
@@ -351,6 +368,12 @@ func (s *Settings) Validate() error {
 	}
 	if s.Redis.Prefix == "" || strings.ContainsAny(s.Redis.Prefix, "{} \t\r\n") {
 		return fieldErr("redis.prefix", "must be non-empty without braces or spaces, got %q", s.Redis.Prefix)
+	}
+	if s.Redis.WaitReplicas < 0 || s.Redis.WaitReplicas > MaxWaitReplicas {
+		return fieldErr("redis.wait_replicas", "must be 0 (off) to %d, got %d", MaxWaitReplicas, s.Redis.WaitReplicas)
+	}
+	if s.Redis.WaitTimeout <= 0 || s.Redis.WaitTimeout.D() > MaxWaitTimeout {
+		return fieldErr("redis.wait_timeout", "must be more than 0 and at most %s, got %s", MaxWaitTimeout, s.Redis.WaitTimeout)
 	}
 	if s.AMI.Host == "" {
 		return fieldErr("ami.host", "is required")

@@ -37,6 +37,10 @@ type Checker struct {
 	// for an unpaced cell. Dialing nothing is pacing, not a fault: the
 	// status stays "ok".
 	Pacing func() string
+	// Hold says why the cell claims nothing though Redis and AMI are up
+	// (replicas that do not acknowledge: redis.wait_replicas), "" when
+	// nothing holds it back; nil: not checked.
+	Hold func() string
 	// PingTimeout bounds the PING; default 500 ms.
 	PingTimeout time.Duration
 }
@@ -47,6 +51,7 @@ type Report struct {
 	Redis    string   `json:"redis"`  // "up" or "down: <why>"
 	AMI      string   `json:"ami"`    // "up" or "down: <why>"
 	Claiming bool     `json:"claiming"`
+	Hold     string   `json:"hold,omitempty"` // why nothing is claimed, when something holds it back
 	InFlight int      `json:"in_flight"`
 	Threads  int      `json:"threads"`
 	Reasons  []string `json:"reasons,omitempty"`
@@ -105,7 +110,13 @@ func (c *Checker) Check(ctx context.Context) Report {
 	if !rep.AMIOK {
 		rep.Reasons = append(rep.Reasons, "ami "+rep.AMI)
 	}
-	if c.Cell != nil && !rep.Claiming && rep.RedisOK && rep.AMIOK {
+	if c.Hold != nil {
+		if rep.Hold = c.Hold(); rep.Hold != "" {
+			rep.Claiming = false
+			rep.Reasons = append(rep.Reasons, "not claiming: "+rep.Hold)
+		}
+	}
+	if c.Cell != nil && !rep.Claiming && rep.RedisOK && rep.AMIOK && rep.Hold == "" {
 		rep.Reasons = append(rep.Reasons, "cell not claiming (starting, recovering or stopping)")
 	}
 	if c.Pacing != nil {

@@ -26,6 +26,8 @@ var DaemonCommands = []string{
 	"time", "xadd", "xrange", "zadd", "zrem", "zcard", "zcount", "zrange", "zremrangebyscore",
 	// trunks (trunk*.go, breaker.go): the limiter's leases, the breaker
 	"zscore", "zmscore",
+	// replication: redis.wait_replicas (durable.go)
+	"wait",
 }
 
 // ACLSetUser is the ACL SETUSER rule list for a daemon user whose keys all

@@ -32,6 +32,10 @@ type scriptReq struct {
 	args   []any
 	cmd    *redis.Cmd
 	done   chan struct{}
+	// durable: the step is followed by WAIT (durable.go); waitErr is the
+	// WAIT's shortfall, nil when the replicas acknowledged.
+	durable bool
+	waitErr error
 }
 
 type batcher struct {
@@ -40,6 +44,10 @@ type batcher struct {
 	mu      sync.Mutex
 	queue   []*scriptReq
 	running int // pipelines being sent or waited for
+
+	// dur (nil = off) sends a pipeline holding a durable step on a
+	// dedicated connection, followed by WAIT.
+	dur *Durable
 }
 
 // run runs script like script.Run(ctx, rdb, keys, args...), in a pipeline
@@ -47,7 +55,23 @@ type batcher struct {
 // step may still run: every step is idempotent, and the caller retries or
 // gives up as after a lost reply.
 func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	r := &scriptReq{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
+	return b.enqueue(&scriptReq{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})})
+}
+
+// runDurable is run for a step the replicas must acknowledge (durable.go);
+// waitErr (wrapping bridge.ErrNotDurable) says they did not, though the
+// step ran. Without durability it is run.
+func (b *batcher) runDurable(ctx context.Context, script *redis.Script, keys []string, args ...any) (cmd *redis.Cmd, waitErr error) {
+	r := &scriptReq{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{}), durable: b.dur != nil}
+	cmd = b.enqueue(r)
+	if cmd.Err() != nil {
+		return cmd, nil
+	}
+	return cmd, r.waitErr
+}
+
+func (b *batcher) enqueue(r *scriptReq) *redis.Cmd {
+	ctx := r.ctx
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	lead := b.running < maxPipelines
@@ -103,6 +127,10 @@ func (b *batcher) send(batch []*scriptReq) {
 	// The pipeline outlives any one caller: a step whose caller left
 	// still gets its reply read, so the connection stays in step.
 	ctx := context.Background()
+	if b.dur != nil && slices.ContainsFunc(batch, func(r *scriptReq) bool { return r.durable }) {
+		_, _ = b.dur.send(ctx, batch)
+		return
+	}
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(batch))
 	for i, r := range batch {

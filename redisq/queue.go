@@ -80,6 +80,10 @@ type Queue struct {
 	// pbx is the AMI address recorded in each call hash when dialing.
 	pbx string
 
+	// dur (nil = off) makes Begin, MarkDialing, Finish and Bury durable
+	// (durable.go).
+	dur *Durable
+
 	// backlog is what the dial list held right after the last ClaimNext
 	// took a command (-1: unknown); ClaimMore asks for no more than that.
 	backlog atomic.Int64
@@ -273,7 +277,12 @@ func (q *Queue) Begin(ctx context.Context, c *bridge.Call) (bool, error) {
 		"token", c.Token,
 		"raw", c.Raw,
 	}
-	n, err := q.batch.run(ctx, beginScript, []string{q.keys.Call(id), q.keys.Ack(), q.keys.Stats()}, args...).Int64()
+	// Durable: a WAIT that falls short stops claiming (the Durable
+	// records it) but not this call: the ACK is out, and MarkDialing's
+	// WAIT, later in the same replication stream, covers these writes
+	// before anything is dialed.
+	cmd, _ := q.batch.runDurable(ctx, beginScript, []string{q.keys.Call(id), q.keys.Ack(), q.keys.Stats()}, args...)
+	n, err := cmd.Int64()
 	if err != nil {
 		return false, fmt.Errorf("begin %s: %w", id, err)
 	}
@@ -301,7 +310,8 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 		// PBX may adopt the call if we die (bridge/adopt.go).
 		args = append(args, "pbx", q.pbx)
 	}
-	n, err := q.batch.run(ctx, markScript, []string{q.keys.Call(id), q.keys.Stats()}, args...).Int()
+	cmd, waitErr := q.batch.runDurable(ctx, markScript, []string{q.keys.Call(id), q.keys.Stats()}, args...)
+	n, err := cmd.Int()
 	if err != nil {
 		return fmt.Errorf("mark dialing %s: %w", id, err)
 	}
@@ -310,7 +320,9 @@ func (q *Queue) MarkDialing(ctx context.Context, c *bridge.Call) error {
 		// dialing now could dial it twice.
 		return fmt.Errorf("mark dialing %s: %w", id, bridge.ErrNotOwner)
 	}
-	return nil
+	// The replicas must hold "originating" before the Originate is
+	// written (bridge.ErrNotDurable: the caller tries again).
+	return waitErr
 }
 
 // MarkAnswered implements bridge.Store: state=answered, answered_at, channel,
@@ -357,12 +369,28 @@ func (q *Queue) MarkAnswered(ctx context.Context, c *bridge.Call) error {
 // the nonce is kept and the next Finish with the same *Result — bridge's
 // retry loop passes the same pointer — reuses it, and the script sees the
 // marker. go-redis' own retries resend the same arguments, nonce included.
+//
+// Durable (WithDurable): a result the replicas did not acknowledge is held
+// in memory and pushed again if a failover lost it (Durable.Run).
 func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool, error) {
-	if r == nil {
-		return false, errors.New("finish: nil result")
+	settled, waitErr, err := q.finish(ctx, raw, r, true)
+	if err == nil && waitErr != nil {
+		q.dur.hold(raw, r, nil)
 	}
-	if err := q.sealOperator(ctx, r); err != nil {
-		return false, fmt.Errorf("finish %s: %w", r.ID, err)
+	return settled, err
+}
+
+// finish is Finish without holding the result; waitErr is the WAIT's
+// shortfall (durable only). seal false pushes r as it is: a held result
+// pushed again must be identical to the first push.
+func (q *Queue) finish(ctx context.Context, raw []byte, r *bridge.Result, seal bool) (settled bool, waitErr, err error) {
+	if r == nil {
+		return false, nil, errors.New("finish: nil result")
+	}
+	if seal {
+		if err := q.sealOperator(ctx, r); err != nil {
+			return false, nil, fmt.Errorf("finish %s: %w", r.ID, err)
+		}
 	}
 	// A result without an id (never from the bridge) has no hash to own.
 	owns := r.Status.OwnsHash() && r.ID != ""
@@ -406,14 +434,15 @@ func (q *Queue) Finish(ctx context.Context, raw []byte, r *bridge.Result) (bool,
 			"ended_at", r.EndedAt,
 		)
 	}
-	n, err := q.batch.run(ctx, finishScript, keys, args...).Int64()
+	cmd, waitErr := q.batch.runDurable(ctx, finishScript, keys, args...)
+	n, err := cmd.Int64()
 	if nonce != "" {
 		q.settleDone(r, nonce, err)
 	}
 	if err != nil {
-		return false, fmt.Errorf("finish %s: %w", r.ID, err)
+		return false, nil, fmt.Errorf("finish %s: %w", r.ID, err)
 	}
-	return n == 1, nil
+	return n == 1, waitErr, nil
 }
 
 // deadEntry is one element of the dead list.
@@ -432,7 +461,20 @@ type deadEntry struct {
 // {"error", "id" (when r is set), "raw" (the first 4 KB; base64 with
 // "raw_encoding":"base64" when not valid UTF-8), "truncated", "bytes",
 // "at", "instance"}.
+//
+// Durable (WithDurable): like Finish, a result not acknowledged is held.
 func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Result) (bool, error) {
+	settled, waitErr, err := q.bury(ctx, raw, cause, r)
+	if err == nil && waitErr != nil && r != nil {
+		if cause == nil {
+			cause = errors.New("invalid command")
+		}
+		q.dur.hold(raw, r, cause)
+	}
+	return settled, err
+}
+
+func (q *Queue) bury(ctx context.Context, raw []byte, cause error, r *bridge.Result) (settled bool, waitErr, err error) {
 	msg := "invalid command"
 	if cause != nil {
 		msg = cause.Error()
@@ -450,7 +492,7 @@ func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Res
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(e); err != nil {
-		return false, fmt.Errorf("bury: encode dead entry: %w", err)
+		return false, nil, fmt.Errorf("bury: encode dead entry: %w", err)
 	}
 	entry := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 
@@ -463,7 +505,8 @@ func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Res
 		nonce = q.nonceFor(r)
 		keys = append(keys, q.keys.Settled(nonce))
 	}
-	n, err := q.batch.run(ctx, buryScript, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL), DeadCap).Int64()
+	cmd, waitErr := q.batch.runDurable(ctx, buryScript, keys, raw, entry, resJSON, status, ttlSeconds(settledMarkerTTL), DeadCap)
+	n, err := cmd.Int64()
 	if nonce != "" {
 		q.settleDone(r, nonce, err)
 	}
@@ -472,9 +515,9 @@ func (q *Queue) Bury(ctx context.Context, raw []byte, cause error, r *bridge.Res
 		if r != nil {
 			what += " " + r.ID
 		}
-		return false, fmt.Errorf("%s: %w", what, err)
+		return false, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return n == 1, nil
+	return n == 1, waitErr, nil
 }
 
 // Count implements bridge.Store: HINCRBY on the stats hash.

@@ -92,6 +92,7 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 		Writes: d.beat.WriteErr,
 		Cell:   cell,
 		AMI:    d.amic,
+		Hold:   d.holdReason,
 	}
 	if d.pacing != nil {
 		o.health.Pacing = d.pacing.health

@@ -140,6 +140,10 @@ type daemon struct {
 	cell       *bridge.Cell
 	pacing     *cellPacing      // nil: pacing.mode none
 	trunk      *redisq.TrunkUse // nil: the cell names no trunk
+	// durable (nil unless redis.wait_replicas ≥ 1): WAIT after the steps
+	// that matter, and the admission that stops claiming while replicas
+	// do not acknowledge.
+	durable *redisq.Durable
 }
 
 // instanceID is <hostname>-<pid>-<random>: readable in redis-cli, and
@@ -259,7 +263,12 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	// one Asterisk the same way adopt each other's live calls after a
 	// crash (bridge/adopt.go).
 	pbx := s.AMI.Addr()
-	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, redisq.WithACDInbox(acdInboxCap), operatorFieldsOption(q), redisq.WithPBX(pbx))
+	qopts := []redisq.QueueOption{redisq.WithACDInbox(acdInboxCap), operatorFieldsOption(q), redisq.WithPBX(pbx)}
+	if n := s.Redis.WaitReplicas; n > 0 {
+		d.durable = redisq.NewDurable(d.rdb, d.keys, n, s.Redis.WaitTimeout.D(), d.log)
+		qopts = append(qopts, redisq.WithDurable(d.durable))
+	}
+	d.queue = redisq.NewQueue(d.rdb, s.Redis.Prefix, cellName, d.instance, qopts...)
 	d.router = redisq.NewConfirmRouter(d.rdb, s.Redis.Prefix, cellName, d.instance, log) // it adds cell and component itself
 	d.cell = bridge.NewCell(bridge.Options{
 		Cell:            cellName,
@@ -277,9 +286,14 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		PBX:             pbx,
 	}, o.wrap(d.queue), d.router, d.amic, d.log)
 	// Limits on claiming beyond threads, asked in order (bridge.Admission):
-	// the trunk first (no Redis round trip while its breaker is open), then
-	// the cell's pacing budget.
+	// the replicas, then the trunk (neither costs a Redis round trip while
+	// it refuses), then the cell's pacing budget.
 	var admissions []bridge.Admission
+	if d.durable != nil {
+		// First: it costs no round trip, and while the replicas do not
+		// acknowledge the others need not be asked.
+		admissions = append(admissions, d.durable)
+	}
 	if t, ok := s.TrunkFor(q); ok {
 		d.trunk, err = redisq.NewTrunkUse(d.rdb, s.Redis.Prefix, redisq.TrunkUseOptions{
 			Cell: cellName, Trunk: t.Name, Host: o.hostName(),
@@ -299,7 +313,7 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 	d.cell.SetAdmissions(admissions...)
 	started := time.Now()
 	d.beat = redisq.NewHeartbeat(d.rdb, d.keys, d.instance, func() redisq.HeartbeatInfo {
-		return redisq.HeartbeatInfo{Host: o.hostName(), Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx, Extra: d.trunkBeat()}
+		return redisq.HeartbeatInfo{Host: o.hostName(), Version: version, Threads: q.Threads, InFlight: d.cell.InFlight(), StartedAt: started, AMI: pbx, Extra: append(d.trunkBeat(), d.holdBeat()...)}
 	}, redisq.DefaultHeartbeatTTL, 3*time.Second)
 	d.beat.SetLogger(d.log)
 	return d, nil
@@ -373,6 +387,11 @@ func (d *daemon) Run(ctx context.Context) error {
 		// draining still need their slots and tokens.
 		runs = append(runs, d.trunk.Run)
 	}
+	if d.durable != nil {
+		// Outlives the claim loop too: results of draining calls are held
+		// until the replicas acknowledge them.
+		runs = append(runs, d.durable.Run)
+	}
 	for _, run := range runs {
 		wg.Add(1)
 		go func() {
@@ -399,6 +418,21 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.log.Info().Msg("stopped")
 	return err
 }
+
+// holdReason says why the cell claims nothing though Redis and AMI are up
+// ("" when nothing holds it back): for /healthz, the heartbeat and so the
+// monitor.
+func (d *daemon) holdReason() string {
+	if d.durable != nil {
+		if err := d.durable.Err(); err != nil {
+			return "redis replicas: " + err.Error()
+		}
+	}
+	return ""
+}
+
+// holdBeat is the heartbeat's "hold" field (holdReason).
+func (d *daemon) holdBeat() []string { return []string{"hold", d.holdReason()} }
 
 // close releases what startDaemon opened, for a start that goes no further.
 func (d *daemon) close() {

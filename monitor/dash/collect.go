@@ -39,6 +39,9 @@ type Instance struct {
 	TTLMs     int64         `json:"ttl_ms"` // TTL, for JSON
 	Claimed   int64         `json:"claimed"`
 	Gone      bool          `json:"gone,omitempty"`
+	// Hold says why the instance claims nothing though it runs (e.g.
+	// "redis replicas: no replica acknowledged …"); "" when it claims.
+	Hold string `json:"hold,omitempty"`
 }
 
 // LogEntry is one entry of the queue manager's log stream.
@@ -254,6 +257,7 @@ func (c *Collector) collectCell(ctx context.Context, name string) (Cell, error) 
 			in.PID, _ = strconv.Atoi(f["pid"])
 			in.Threads, _ = strconv.Atoi(f["threads"])
 			in.InFlight, _ = strconv.Atoi(f["in_flight"])
+			in.Hold = f["hold"]
 			in.StartedAt, _ = time.Parse(bridge.TimeFormat, f["started_at"])
 			in.BeatAt, _ = time.Parse(bridge.TimeFormat, f["beat_at"])
 			in.TTL = ic.ttl.Val()

@@ -44,7 +44,7 @@ func sanitizeCell(c Cell) Cell {
 		c.Pacing = pc
 	}
 	c.Instances = mapSlice(c.Instances, func(in Instance) Instance {
-		in.Instance, in.Host, in.Version = esc(in.Instance), esc(in.Host), esc(in.Version)
+		in.Instance, in.Host, in.Version, in.Hold = esc(in.Instance), esc(in.Host), esc(in.Version), esc(in.Hold)
 		return in
 	})
 	c.ACD.Operators = mapSlice(c.ACD.Operators, func(o acd.OperatorInfo) acd.OperatorInfo {

@@ -155,6 +155,9 @@ func bridgeLines(cells []Cell, now time.Time) []line {
 				l.kind = 2
 			}
 			out = append(out, l)
+			if in.Hold != "" {
+				out = append(out, bad("%-6s NOT CLAIMING: %s", "", in.Hold))
+			}
 		}
 	}
 	if n == 0 {
