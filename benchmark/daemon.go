@@ -53,13 +53,17 @@ func Settings(t Target, httpAddr string, ack time.Duration) (*config.Settings, [
 	if ack > 0 {
 		timeouts += ", command_ack: " + ack.String()
 	}
+	redisExtra := ""
+	if t.WaitReplicas > 0 {
+		redisExtra = fmt.Sprintf(", wait_replicas: %d", t.WaitReplicas)
+	}
 	yaml := fmt.Sprintf(`log: {level: info, format: json, location: %q}
-redis: {host: %s, port: %s, prefix: %s}
+redis: {host: %s, port: %s, prefix: %s%s}
 ami: {%s}
 timeouts: {%s}
 originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, priority: 1, timeout: 30s}
 queues: [{name: %q, threads: %d}]
-`, t.LogPath, host, port, t.Prefix, ami.String(), timeouts, t.Cell, t.Threads)
+`, t.LogPath, host, port, t.Prefix, redisExtra, ami.String(), timeouts, t.Cell, t.Threads)
 	if httpAddr != "" {
 		yaml += fmt.Sprintf("http: {listen: %q, pprof: true, allow_unauthenticated_loopback: true}\n", httpAddr)
 	}

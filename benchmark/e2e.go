@@ -28,6 +28,7 @@ type Target struct {
 	AMIConnections int    // 0: the settings' default
 	AMIGuard       string // ami.guard ("": the settings' default, auto)
 	LogPath        string // the daemon's log file (level info, JSON)
+	WaitReplicas   int    // redis.wait_replicas (0: off)
 }
 
 // Daemon is one running cell (package main's daemon).
@@ -65,6 +66,7 @@ type e2eOptions struct {
 	rules              string
 	profiles           profiles
 	logPath            string
+	waitReplicas       int // Target.WaitReplicas
 }
 
 func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, error) {
@@ -89,7 +91,7 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	daemonCtx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDaemon()
 	dmn, err := start(daemonCtx, Target{RedisAddr: o.addr, AMIPort: sim.Port(), Prefix: o.prefix, Cell: o.cell,
-		Threads: o.threads, AMIConnections: o.conns, AMIGuard: o.guard, LogPath: o.logPath})
+		Threads: o.threads, AMIConnections: o.conns, AMIGuard: o.guard, LogPath: o.logPath, WaitReplicas: o.waitReplicas})
 	if err != nil {
 		return E2EResult{}, fmt.Errorf("start daemon: %w", err)
 	}

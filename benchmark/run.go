@@ -251,6 +251,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			)
 		}
 	}
+	if cfg.Only["durable"] {
+		rows, err := runDurable(ctx, cfg, start, rules, modes[0], prefix, cell, say)
+		if err != nil {
+			return rep, err
+		}
+		rep.Rows = append(rep.Rows, rows...)
+	}
 	if cfg.want("acd") {
 		var ev, tcp []float64
 		for i := range cfg.Runs {
