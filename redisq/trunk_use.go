@@ -223,7 +223,13 @@ func (u *TrunkUse) Admit(ctx context.Context, want int) (int, error) {
 	case bridge.BreakerOpen:
 		return 0, nil
 	case bridge.BreakerHalfOpen:
-		if st.Probe != "" {
+		// One call only, the probe: none while one is out, nor while a
+		// command claimed earlier has not reached Enter (it may take the
+		// probe; claimed beside it, the others would end "breaker open").
+		u.mu.Lock()
+		waiting := u.pending
+		u.mu.Unlock()
+		if st.Probe != "" || waiting > 0 {
 			return 0, nil
 		}
 		want = min(want, 1)
