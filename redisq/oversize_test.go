@@ -112,7 +112,7 @@ func TestGuardRefusesHugeReplyUnread(t *testing.T) {
 	}
 }
 
-// A 64 MB dial item is never read by the daemon: the blocking claim is
+// A 16 MB dial item (256 times the limit) is never read by the daemon: the blocking claim is
 // refused by the connection and the item settled inside Redis (dead, cut to
 // 1 KB, base64), and the next command is claimed normally.
 func TestOversizedDialItemIsNeverRead(t *testing.T) {
@@ -121,7 +121,7 @@ func TestOversizedDialItemIsNeverRead(t *testing.T) {
 	rdb := rqGuarded(t, m.Addr())
 	q := NewQueue(rdb, rqPrefix, rqCell, rqInst)
 	k := q.Keys()
-	huge := bytes.Repeat([]byte("A"), 64<<20)
+	huge := bytes.Repeat([]byte("A"), 16<<20)
 	copy(huge, `{"id":"big","number":"1"`)
 	if err := plain.LPush(ctx, k.Dial(), huge).Err(); err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func TestOversizedDialItemIsNeverRead(t *testing.T) {
 		t.Fatalf("dead entry %q: %v", dead[0][:min(200, len(dead[0]))], err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(e.Raw)
-	if err != nil || len(raw) != OversizeKeep || !bytes.HasPrefix(raw, []byte(`{"id":"big"`)) || e.Bytes != 64<<20 || !e.Truncated || !strings.Contains(e.Error, "bytes") {
+	if err != nil || len(raw) != OversizeKeep || !bytes.HasPrefix(raw, []byte(`{"id":"big"`)) || e.Bytes != 16<<20 || !e.Truncated || !strings.Contains(e.Error, "bytes") {
 		t.Errorf("dead entry: error %q bytes %d truncated %v raw %d bytes (%v)", e.Error, e.Bytes, e.Truncated, len(raw), err)
 	}
 	if v := m.HGet(k.Stats(), "oversize"); v != "1" {
