@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,10 @@ type Config struct {
 	Addr             string // listen address, default "127.0.0.1:0"
 	Username, Secret string // default "dialbridge" / "secret"
 	Rules            []Rule
+	// Denied are actions (any case) the manager user may not run: they are
+	// answered "Permission denied", as Asterisk answers a user who lacks
+	// the action's write class (e.g. CoreShowChannels without reporting).
+	Denied []string
 	// AuthDelay is the pause before "Authentication failed"; default 1s
 	// (Asterisk sleeps 1 s). Negative: no delay.
 	AuthDelay time.Duration
@@ -596,4 +601,14 @@ func (s *Server) findChannel(name string) (*call, int) {
 		}
 	}
 	return nil, -1
+}
+
+// denied reports whether Config.Denied names the action (lower case).
+func (s *Server) denied(action string) bool {
+	for _, d := range s.cfg.Denied {
+		if strings.EqualFold(d, action) {
+			return true
+		}
+	}
+	return false
 }

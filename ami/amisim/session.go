@@ -309,6 +309,12 @@ func (ss *session) handle(m *message) bool {
 		ss.send(appendResponse(nil, "Error", id, "", "Permission denied", false))
 		return true
 	}
+	// A manager user without the action's write class gets what Asterisk's
+	// process_message answers: Permission denied, session kept.
+	if ss.srv.denied(act) {
+		ss.send(appendResponse(nil, "Error", id, "", "Permission denied", false))
+		return true
+	}
 	switch act {
 	case "login":
 		return ss.actionLogin(m, id)

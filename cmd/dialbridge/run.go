@@ -381,6 +381,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); watchQueueManager(bg, d.rdb, d.queue) }()
 	d.pacing.run(bg, &wg)
+	wg.Add(1)
+	go func() { defer wg.Done(); warnAMIRights(bg, d.log, d.amic) }()
 	runs := []func(context.Context) error{d.router.Run, d.beat.Run}
 	if d.trunk != nil {
 		// The gate and the lease renewal outlive the claim loop too: calls

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
 	"github.com/multcall/dialbridge/redisq"
 )
@@ -62,4 +63,26 @@ func holdsSecrets(s *config.Settings) bool {
 func isCluster(rdb redis.UniversalClient) bool {
 	_, ok := rdb.(*redis.ClusterClient)
 	return ok
+}
+
+// channelLister is what warnAMIRights needs of the AMI client.
+type channelLister interface {
+	WaitReady(ctx context.Context) error
+	Channels(ctx context.Context) ([]bridge.LiveChannel, error)
+}
+
+// warnAMIRights lists the PBX's channels once AMI is up: a manager user
+// without "reporting" cannot, and then a crashed daemon's live calls are
+// reported unknown instead of adopted (contract section 2). Said at start,
+// not at the first crash. An AMI that is not up within a minute is
+// someone else's warning.
+func warnAMIRights(ctx context.Context, log zerolog.Logger, amic channelLister) {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := amic.WaitReady(wctx); err != nil {
+		return
+	}
+	if _, err := amic.Channels(wctx); err != nil && ctx.Err() == nil {
+		log.Warn().Err(err).Msg("AMI cannot list channels: after a crash, a dead daemon's live calls will be reported unknown instead of adopted (give the manager user write = originate,reporting and read = call,reporting)")
+	}
 }
