@@ -186,7 +186,9 @@ func TestClusterFailover(t *testing.T) {
 		return masterOf(cellA) == dstA
 	})
 
-	// B quiet and replicated, then kill -9 its master, A still loaded.
+	// A keeps going on its new master (go-redis followed MOVED) ...
+	waitFor(t, 60*time.Second, "A after the migration", func() bool { return a.col.count() >= 2*nA/5 })
+	// ... then, B quiet and replicated, kill -9 B's master, A still loaded.
 	waitFor(t, 60*time.Second, "B's first batch", func() bool { return b.col.count() >= nB1 })
 	if a.col.count() >= nA {
 		t.Logf("note: A finished before the kill (%d results)", a.col.count())

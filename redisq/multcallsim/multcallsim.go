@@ -122,8 +122,22 @@ func (s *Sim) RunConfirmer(ctx context.Context) error {
 		}
 		msg, _ := json.Marshal(map[string]string{"id": ack.ID, "call_code": code})
 		send := func() {
-			if err := s.rdb.LPush(context.WithoutCancel(ctx), s.keys.Confirm(), msg).Err(); err == nil {
-				s.confirm.Add(1)
+			// Like a real worker, push again while Redis refuses (a
+			// Cluster or Sentinel failover: CLUSTERDOWN, connection
+			// refused), for up to 30 s: a confirmation dropped here
+			// would end the call ack_timeout through no fault of the
+			// daemon.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				err := s.rdb.LPush(context.WithoutCancel(ctx), s.keys.Confirm(), msg).Err()
+				if err == nil {
+					s.confirm.Add(1)
+					return
+				}
+				if time.Now().After(deadline) {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 		if s.opt.ConfirmDelay > 0 {
