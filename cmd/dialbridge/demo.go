@@ -44,6 +44,7 @@ type demoOptions struct {
 	talk        time.Duration
 	ops         opsim.Options
 	pacing      config.Pacing // the cell's pacing (default predictive)
+	trunk       demoTrunk     // demo_trunk.go; zero: the cell dials originate.channel, no trunk
 	// onDaemon, when set (tests), sees the daemon before it runs.
 	onDaemon func(d *daemon)
 	tui      bool // the full-screen monitor (stdout is a terminal)
@@ -73,9 +74,14 @@ func runDemo(args []string) int {
 	fs.Float64Var(&o.ops.Ignore, "ignore", 0.02, "share of rings an operator lets ring out")
 	pacing := fs.String("pacing", "predictive", "pacing.mode of the demo cell: none, progressive, ratio or predictive")
 	ratio := fs.Float64("ratio", 2, "pacing.ratio (mode ratio)")
+	fs.Float64Var(&o.trunk.cps, "trunk-cps", 5, "the demo trunk's calls per second (0 with --trunk-channels 0: no trunk)")
+	fs.IntVar(&o.trunk.burst, "trunk-burst", 2, "the demo trunk's burst")
+	fs.IntVar(&o.trunk.channels, "trunk-channels", 20, "the demo trunk's max_channels")
+	fs.DurationVar(&o.trunk.cooldown, "trunk-cooldown", 10*time.Second, "the demo trunk's breaker.cooldown")
 	plain := fs.Bool("plain", false, "print a status line every second instead of the full-screen monitor (the default when stdout is not a terminal)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: dialbridge demo [--rate 2] [--operators 8] [--pacing predictive] [--duration 0] [--threads 100] [--cell 101] [--plain]")
+		fmt.Fprintln(fs.Output(), "usage: dialbridge demo [--rate 2] [--operators 8] [--pacing predictive] [--trunk-cps 5] [--duration 0] [--threads 100] [--cell 101] [--plain]")
+		fmt.Fprint(fs.Output(), demoTrunkHelp)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +92,9 @@ func runDemo(args []string) int {
 	}
 	if o.rate <= 0 || o.threads < 1 {
 		return fail(os.Stderr, exitUsage, "demo: --rate and --threads must be positive")
+	}
+	if o.trunk.cps < 0 || o.trunk.burst < 1 || o.trunk.channels < 0 || o.trunk.cooldown < time.Second {
+		return fail(os.Stderr, exitUsage, "demo: --trunk-cps and --trunk-channels must not be negative, --trunk-burst at least 1, --trunk-cooldown at least 1s")
 	}
 	if o.ops.Reject < 0 || o.ops.Ignore < 0 || o.ops.Reject+o.ops.Ignore > 1 {
 		return fail(os.Stderr, exitUsage, "demo: --reject and --ignore are shares between 0 and 1")
@@ -169,7 +178,11 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 	defer mr.Close()
 	// The simulator speaks like a real Asterisk configured as PROTOCOL.md
 	// §3 recommends: every call event, through the manager.conf eventfilter.
-	sim, err := amisim.New(amisim.Config{Rules: o.rules, AllEvents: true, EventFilters: ami.EventFilterNames()})
+	simCfg := amisim.Config{Rules: o.rules, AllEvents: true, EventFilters: ami.EventFilterNames()}
+	if o.trunk.on() {
+		simCfg.Carriers = map[string]amisim.Carrier{demoTrunkName: o.trunk.carrier()}
+	}
+	sim, err := amisim.New(simCfg)
 	if err != nil {
 		return fmt.Errorf("AMI simulator: %w", err)
 	}
@@ -184,6 +197,10 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 	s.Originate = config.Originate{Channel: "PJSIP/{number}@trunk", Context: "agents", Exten: "s", Priority: 1, Timeout: config.Duration(8 * time.Second)}
 	s.Timeouts.ShutdownGrace = config.Duration(2 * time.Second)
 	s.Queues = []config.Queue{{Name: o.cell, Threads: o.threads, Pacing: o.pacing}}
+	if o.trunk.on() {
+		s.Trunks = []config.Trunk{o.trunk.settings()}
+		s.Queues[0].Trunk = demoTrunkName
+	}
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -200,6 +217,9 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 		fmt.Sprintf("redis:  redis-cli -p %d   (keys %s:{%s}:…)", rport, s.Redis.Prefix, o.cell),
 		fmt.Sprintf("AMI:    %s (user dialbridge, secret secret) · log %s", sim.Addr(), s.Log.Location),
 		fmt.Sprintf("%g commands/s, %d threads, pacing %s, operators %s; outcomes by last digit: %s", o.rate, o.threads, s.Queues[0].Pacing.Mode, opList, amisim.FormatRules(o.rules)),
+	}
+	if o.trunk.on() {
+		banner = append(banner, o.trunk.banner(sim.Addr(), o.tui)...)
 	}
 	printBanner := func() {
 		fmt.Fprintf(out, "dialbridge demo — cell %s\n", o.cell)
@@ -276,7 +296,12 @@ func demo(ctx context.Context, out io.Writer, o demoOptions) error {
 		}
 		code := runTUI(ctx, mo, func(sink func(dash.ConsoleMsg)) *dash.Console {
 			notes.setSink(sink)
-			return dash.NewHostedConsole(ctx, qm.Engine, sink)
+			con := dash.NewHostedConsole(ctx, qm.Engine, sink)
+			if o.trunk.on() {
+				// "amisim kill gw1" and the rest of the simulator's control.
+				con = dash.WithCommand(con, "amisim", sim.Control, sink)
+			}
+			return con
 		}, nil)
 		last := coll.Collect(context.Background())
 		err := finish()
