@@ -62,8 +62,9 @@ redis: {host: %s, port: %s, prefix: %s%s}
 ami: {%s}
 timeouts: {%s}
 originate: {channel: "PJSIP/{number}@trunk", context: agents, exten: s, priority: 1, timeout: 30s}
-queues: [{name: %q, threads: %d}]
-`, t.LogPath, host, port, t.Prefix, redisExtra, ami.String(), timeouts, t.Cell, t.Threads)
+queues: [{name: %q, threads: %d%s}]
+`, t.LogPath, host, port, t.Prefix, redisExtra, ami.String(), timeouts, t.Cell, t.Threads, t.Trunk.queueField())
+	yaml += t.Trunk.yaml()
 	if httpAddr != "" {
 		yaml += fmt.Sprintf("http: {listen: %q, pprof: true, allow_unauthenticated_loopback: true}\n", httpAddr)
 	}

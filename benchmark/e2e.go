@@ -25,10 +25,11 @@ type Target struct {
 	AMIPort        int
 	Prefix, Cell   string
 	Threads        int
-	AMIConnections int    // 0: the settings' default
-	AMIGuard       string // ami.guard ("": the settings' default, auto)
-	LogPath        string // the daemon's log file (level info, JSON)
-	WaitReplicas   int    // redis.wait_replicas (0: off)
+	AMIConnections int         // 0: the settings' default
+	AMIGuard       string      // ami.guard ("": the settings' default, auto)
+	LogPath        string      // the daemon's log file (level info, JSON)
+	WaitReplicas   int         // redis.wait_replicas (0: off)
+	Trunk          *BenchTrunk // the cell dials through a trunk (trunk_cost.go); nil: none
 }
 
 // Daemon is one running cell (package main's daemon).
@@ -66,7 +67,8 @@ type e2eOptions struct {
 	rules              string
 	profiles           profiles
 	logPath            string
-	waitReplicas       int // Target.WaitReplicas
+	waitReplicas       int         // Target.WaitReplicas
+	trunk              *BenchTrunk // Target.Trunk
 }
 
 func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, error) {
@@ -91,7 +93,7 @@ func runE2E(ctx context.Context, start StartFunc, o e2eOptions) (E2EResult, erro
 	daemonCtx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDaemon()
 	dmn, err := start(daemonCtx, Target{RedisAddr: o.addr, AMIPort: sim.Port(), Prefix: o.prefix, Cell: o.cell,
-		Threads: o.threads, AMIConnections: o.conns, AMIGuard: o.guard, LogPath: o.logPath, WaitReplicas: o.waitReplicas})
+		Threads: o.threads, AMIConnections: o.conns, AMIGuard: o.guard, LogPath: o.logPath, WaitReplicas: o.waitReplicas, Trunk: o.trunk})
 	if err != nil {
 		return E2EResult{}, fmt.Errorf("start daemon: %w", err)
 	}

@@ -33,7 +33,7 @@ func runBench(args []string) int {
 	guard := fs.String("ami-guard", "", "the daemon's ami.guard: on (AMI input through the line guard's loopback relay), off, or auto (the default: off, the simulator is on loopback)")
 	events := fs.String("ami-events", "filtered,all", "what the AMI simulator sends, comma-separated, one set of e2e and paced runs each (the first also for inflight): filtered (through the eventfilter of docs/PROTOCOL.md) or all (every call event, as Asterisk sends without it)")
 	outcome := fs.String("outcome", "answer", "what the AMI simulator does at once: answer (and hang up) or busy")
-	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md), capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section), trunk-accuracy (3 daemons' limiters on one trunk at cps 20), pacing-live (the pacer through the real daemon, in real time, --duration per mode) and durable (e2e and paced with redis.wait_replicas 0 and 1; needs a replica of --redis: scripts/bench.sh starts one): only when named")
+	only := fs.String("only", "", "comma-separated scenarios: baseline,e2e,paced,inflight,acd (default all), and pacing (the call-center matrix of docs/PACING.md), capacity (Redis's and the daemon's CPU per call: it runs CONFIG RESETSTAT; --out rewrites only its section), trunk-accuracy (3 daemons' limiters on one trunk at cps 20), trunk-cost (paced and e2e with and without a trunk of cps 5,000), pacing-live (the pacer through the real daemon, in real time, --duration per mode) and durable (e2e and paced with redis.wait_replicas 0 and 1; needs a replica of --redis: scripts/bench.sh starts one): only when named")
 	capN := fs.Int("capacity-n", 20000, "with --only capacity: measured calls per kind and run")
 	capRates := fs.String("capacity-rates", "100,1000", "with --only capacity: comma-separated offered loads of its paced answered kinds, calls/s (\"\": none)")
 	duration := fs.Duration("duration", time.Minute, "with --only trunk-accuracy: how long each run saturates the trunk; with --only pacing-live: how long each mode runs")
@@ -66,10 +66,10 @@ func runBench(args []string) int {
 			continue
 		}
 		switch s {
-		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity", "trunk-accuracy", "pacing-live", "durable":
+		case "baseline", "e2e", "paced", "inflight", "acd", "pacing", "capacity", "trunk-accuracy", "trunk-cost", "pacing-live", "durable":
 			sel[s] = true
 		default:
-			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity, trunk-accuracy, pacing-live, durable)", s)
+			return fail(os.Stderr, exitUsage, "bench: --only: unknown scenario %q (baseline, e2e, paced, inflight, acd, pacing, capacity, trunk-accuracy, trunk-cost, pacing-live, durable)", s)
 		}
 	}
 	if sel["pacing"] {
@@ -137,6 +137,16 @@ func runBench(args []string) int {
 	// gets a wide heap floor so that its pauses are not billed to the daemon.
 	if t := gctune.Start(harnessHeapFloor); t != nil {
 		defer t.Stop()
+	}
+	if sel["trunk-cost"] {
+		delete(sel, "trunk-cost")
+		cfg := benchmark.TrunkCostConfig{RedisAddr: *addr, Binary: bin, Rate: *rate, PacedN: *pacedN, N: *n, Runs: *runs, Threads: *threads, Progress: os.Stderr}
+		if err := runTrunkCostBench(ctx, os.Stdout, cfg); err != nil {
+			return fail(os.Stderr, exitFailure, "bench: %v", err)
+		}
+		if len(sel) == 0 {
+			return exitOK
+		}
 	}
 
 	cfg := benchmark.Config{

@@ -33,3 +33,17 @@ func runTrunkAccuracyBench(out, progress io.Writer, addr string, runs int, d tim
 	fmt.Fprintln(out, table)
 	return nil
 }
+
+// runTrunkCostBench is "dialbridge bench --only trunk-cost": the paced
+// scenario (--rate, 1,000 calls/s) and the e2e scenario (--n commands) with
+// and without a trunk of cps 5,000, interleaved, the daemon in its own
+// process; the table goes to out (docs/PERFORMANCE.md explains it).
+func runTrunkCostBench(ctx context.Context, out io.Writer, cfg benchmark.TrunkCostConfig) error {
+	fmt.Fprintf(cfg.Progress, "dialbridge bench: trunk-cost on redis %s; %s\n", cfg.RedisAddr, benchmark.Machine())
+	table, err := benchmark.TrunkCostReport(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, table)
+	return nil
+}
