@@ -19,19 +19,19 @@ import (
 	"github.com/multcall/dialbridge/redisq"
 )
 
-// lockedBuffer is the demo's output, read while the demo writes it.
-type lockedBuffer struct {
+// demoOutput is the demo's output, read while the demo writes it.
+type demoOutput struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *demoOutput) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *demoOutput) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -97,7 +97,7 @@ func TestDemoTrunkKillAndRevive(t *testing.T) {
 			stats, _ = rdb.HGetAll(context.Background(), redisq.NewTrunkKeys("dialbridge", demoTrunkName).Stats()).Result()
 		},
 	}
-	out := &lockedBuffer{}
+	out := &demoOutput{}
 	done := make(chan error, 1)
 	go func() { done <- demo(ctx, out, o) }()
 	var d *daemon
