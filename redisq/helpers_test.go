@@ -35,8 +35,8 @@ func rqRedis(t testing.TB) (*miniredis.Miniredis, *redis.Client) {
 		DisableIdentity: true,
 		MaxRetries:      -1,
 		DialTimeout:     time.Second,
-		ReadTimeout:     2 * time.Second,
-		WriteTimeout:    2 * time.Second,
+		ReadTimeout:     5 * time.Second,
+		WriteTimeout:    5 * time.Second,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return m, rdb
@@ -44,7 +44,9 @@ func rqRedis(t testing.TB) (*miniredis.Miniredis, *redis.Client) {
 
 func rqCtx(t testing.TB) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Generous: the suite runs under the race detector on loaded 2-core
+	// machines, where 2,000 concurrent steps take seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
