@@ -154,6 +154,12 @@ func (q *Queue) sealOperator(ctx context.Context, r *bridge.Result) error {
 		return nil
 	}
 	dialed, answered, ended := parseWire(r.DialedAt), parseWire(r.AnsweredAt), parseWire(r.EndedAt)
+	if ended.IsZero() && !dialed.IsZero() {
+		// Only answered results carry ended_at; an attempt that was not
+		// answered ended now, when its outcome is settled (the pacer's
+		// attempt time and answer rate count it).
+		ended = q.now()
+	}
 	span := func(a, b time.Time) int64 {
 		if a.IsZero() || b.IsZero() || b.Before(a) {
 			return -1

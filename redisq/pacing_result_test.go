@@ -84,8 +84,10 @@ func TestOperatorFields(t *testing.T) {
 			}
 			note(tc.ring, acd.MsgRinging)
 			note(tc.connect, acd.MsgAnswered)
-			r := &bridge.Result{ID: "c1", Cell: rqCell, Status: tc.status, TalkMS: tc.talk,
-				DialedAt: bridge.FormatTime(t0.Add(-10 * time.Second)), AnsweredAt: bridge.FormatTime(t0), EndedAt: bridge.FormatTime(t0.Add(time.Minute))}
+			r := &bridge.Result{ID: "c1", Cell: rqCell, Status: tc.status, TalkMS: tc.talk, DialedAt: bridge.FormatTime(t0.Add(-10 * time.Second))}
+			if tc.status == bridge.StatusAnswered { // only answered results carry these
+				r.AnsweredAt, r.EndedAt = bridge.FormatTime(t0), bridge.FormatTime(t0.Add(time.Minute))
+			}
 			for range 2 { // a retried Finish reads the same seal
 				if _, err := q.Finish(ctx, raw, r); err != nil {
 					t.Fatal(err)
@@ -129,8 +131,14 @@ func TestOperatorFields(t *testing.T) {
 				t.Errorf("day abandoned = %d, want %d", n, tc.abandoned)
 			}
 			if tc.paced || tc.qm {
-				if n, _ := rdb.XLen(ctx, PacingLogKey(q.Keys())).Result(); n != 1 {
-					t.Errorf("pacing log has %d entries, want 1 (a retried Finish logs nothing again)", n)
+				entries, _ := rdb.XRange(ctx, PacingLogKey(q.Keys()), "-", "+").Result()
+				if len(entries) != 1 {
+					t.Fatalf("pacing log has %d entries, want 1 (a retried Finish logs nothing again)", len(entries))
+				}
+				// A dialed attempt has its dial → end time, answered or
+				// not (busy results carry no ended_at).
+				if d := entries[0].Values["d"]; d == "-1" || d == nil {
+					t.Errorf("pacing log entry without its attempt time: %v", entries[0].Values)
 				}
 			}
 		})

@@ -79,8 +79,10 @@ func runPacingLive(ctx context.Context, d time.Duration, ops int, mode config.Pa
 	defer sampler.Wait()
 	o := demoOptions{
 		cell: "101", threads: 4 * ops, rate: 30, operators: fmt.Sprint(ops), ringTimeout: 8 * time.Second,
-		rules:  rules,
-		ops:    opsim.Options{AnswerMin: 500 * time.Millisecond, AnswerMax: 1500 * time.Millisecond, Seed: 1},
+		rules: rules,
+		// Operators who rarely reject (2 %) or let a call ring out (1 %):
+		// each of those is an abandon no pacing removes.
+		ops:    opsim.Options{AnswerMin: 500 * time.Millisecond, AnswerMax: 1500 * time.Millisecond, Reject: 0.02, Ignore: 0.01, Seed: 1},
 		pacing: p,
 		onDaemon: func(dm *daemon) {
 			if dm.pacing != nil {

@@ -157,6 +157,11 @@ func TestPacedDemo(t *testing.T) {
 					}
 				}
 			}
+			// The default mix answers half the calls: the measured answer
+			// rate must see the others (busy, no answer, …) too.
+			if len(states) > 0 && states[len(states)-1]["answer_rate"] == "1.0000" {
+				t.Errorf("answer rate 1: the attempts not answered are not measured")
+			}
 			if len(upd) < int(m.run/time.Second)/2 {
 				t.Errorf("the pacing hash moved %d times in %s", len(upd), m.run)
 			}
