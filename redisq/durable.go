@@ -132,11 +132,11 @@ func (d *Durable) Held() int {
 
 // Admit implements bridge.Admission: everything while the replicas
 // acknowledge, nothing while they do not.
-func (d *Durable) Admit(context.Context, int) (int, error) {
+func (d *Durable) Admit(_ context.Context, want int) (int, error) {
 	if d.health.IsDown() {
 		return 0, nil
 	}
-	return 1 << 30, nil
+	return want, nil
 }
 
 // Unused implements bridge.Admission (nothing to give back).

@@ -185,3 +185,107 @@ func TestDurableOff(t *testing.T) {
 		t.Fatal("durable_waits counted without durability")
 	}
 }
+
+// TestDurableOnClusterAndSentinel runs a durable call's steps through the
+// integration tier's Redis Cluster ($DIALBRIDGE_TEST_REDIS_CLUSTER: two
+// cells on two masters: WAIT must go to the master that owns each cell's
+// slot, on a connection of that node) and Sentinel set
+// ($DIALBRIDGE_TEST_REDIS_SENTINEL: <master>@sentinels: the failover
+// client's dedicated connection to the master of the moment). Each has
+// replicas, so every step is acknowledged; nothing is killed (the servers
+// are shared).
+func TestDurableOnClusterAndSentinel(t *testing.T) {
+	type target struct {
+		name  string
+		rdb   redis.UniversalClient
+		cells []string
+	}
+	var targets []target
+	if seeds := os.Getenv("DIALBRIDGE_TEST_REDIS_CLUSTER"); seeds != "" {
+		rdb, err := Dial(rqCtx(t), DialOptions{ClusterAddrs: strings.Split(seeds, ",")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rdb.Close() })
+		masters := map[string]string{}
+		for i := 0; len(masters) < 2 && i < 100; i++ {
+			cell := "d" + strconv.Itoa(i)
+			m, err := rdb.(*redis.ClusterClient).MasterForKey(rqCtx(t), NewKeys("x", cell).Stats())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, seen := masters[m.Options().Addr]; !seen {
+				masters[m.Options().Addr] = cell
+			}
+		}
+		var cells []string
+		for _, c := range masters {
+			cells = append(cells, c)
+		}
+		targets = append(targets, target{"cluster", rdb, cells})
+	}
+	if spec := os.Getenv("DIALBRIDGE_TEST_REDIS_SENTINEL"); strings.Contains(spec, "@") {
+		master, addrs, _ := strings.Cut(spec, "@")
+		rdb, err := Dial(rqCtx(t), DialOptions{SentinelMaster: master, SentinelAddrs: strings.Split(addrs, ",")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rdb.Close() })
+		targets = append(targets, target{"sentinel", rdb, []string{rqCell}})
+	}
+	if len(targets) == 0 {
+		t.Skip("neither DIALBRIDGE_TEST_REDIS_CLUSTER nor DIALBRIDGE_TEST_REDIS_SENTINEL set")
+	}
+	for _, tg := range targets {
+		for _, cell := range tg.cells {
+			t.Run(tg.name+" cell "+cell, func(t *testing.T) {
+				ctx := rqCtx(t)
+				prefix := "rqdur" + strconv.FormatInt(time.Now().UnixNano(), 36)
+				k := NewKeys(prefix, cell)
+				t.Cleanup(func() {
+					for _, key := range []string{k.Claimed(rqInst), k.Results(), k.Call("x1"), k.Ack(), k.Stats()} {
+						tg.rdb.Del(context.Background(), key)
+					}
+				})
+				var logs rqLog
+				d := NewDurable(tg.rdb, k, 1, time.Second, logs.logger())
+				q := NewQueue(tg.rdb, prefix, cell, rqInst, WithDurable(d))
+				runCtx, stop := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); _ = d.Run(runCtx) }()
+				defer func() { stop(); <-done }()
+				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if n, _ := d.Admit(ctx, 1); n == 1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the first probe did not find the replicas within 30 s: %v", d.Err())
+					}
+				}
+
+				raw := rqRaw("x1")
+				if err := tg.rdb.LPush(ctx, k.Claimed(rqInst), raw).Err(); err != nil {
+					t.Fatal(err)
+				}
+				c := rqCall("x1", raw, "tok")
+				c.Cell = cell
+				if dup, err := q.Begin(ctx, c); err != nil || dup {
+					t.Fatal(dup, err)
+				}
+				c.Attempts, c.ChannelID, c.CallCode = 1, "tok-1", "42"
+				if err := q.MarkDialing(ctx, c); err != nil {
+					t.Fatalf("MarkDialing with replicas: %v\n%s", err, logs.String())
+				}
+				if settled, err := q.Finish(ctx, raw, c.Result(bridge.StatusAnswered)); err != nil || !settled {
+					t.Fatal(settled, err)
+				}
+				if n := d.Held(); n != 0 || d.Err() != nil {
+					t.Fatalf("held %d, err %v", n, d.Err())
+				}
+				if n, _ := tg.rdb.HGet(ctx, k.Stats(), "durable_waits").Int(); n < 3 {
+					t.Fatalf("durable_waits %d, want one per step at least", n)
+				}
+			})
+		}
+	}
+}
