@@ -254,11 +254,12 @@ func (r *CapacityReport) Markdown(cmdline string) string {
 	if held != nil && plain != nil {
 		hUS, _, hLREM := kindUS(*held, "lrem")
 		pUS, _, pLREM := kindUS(*plain, "lrem")
-		fmt.Fprintf(&b, "- **Calls in flight cost every result.** With answered calls held %s (≈ %s in flight) a call costs\n", held.Kind.hold, fmtNum(held.Kind.rate*held.Kind.hold.Seconds()))
-		fmt.Fprintf(&b, "  %s µs instead of %s µs at the same rate: each result's LREM (in the Finish script) walks the daemon's\n", fmtUS(hUS), fmtUS(pUS))
-		fmt.Fprintf(&b, "  `claimed:<instance>` list from its newest end, where the finishing call, claimed long ago, is not:\n")
-		fmt.Fprintf(&b, "  %s µs per LREM here against %s µs with calls ending at once (commandstats). The cost grows with the\n", fmtUS(hLREM), fmtUS(pLREM))
-		b.WriteString("  calls a daemon holds, so a large cell with long calls is bound well below the saturated figure above.\n")
+		fmt.Fprintf(&b, "- **Calls in flight cost every result.** With answered calls held %s (≈ %s in flight) a call costs Redis\n", held.Kind.hold, fmtNum(held.Kind.rate*held.Kind.hold.Seconds()))
+		fmt.Fprintf(&b, "  %s µs of CPU against %s µs at the same rate with calls ending at once (compare with the runs' spread).\n", fmtUS(hUS), fmtUS(pUS))
+		b.WriteString("  Each result's LREM (in the Finish script) walks the daemon's `claimed:<instance>` list from its newest\n")
+		b.WriteString("  end, while the finishing call, claimed long ago, is near the other end: commandstats timed that LREM at\n")
+		fmt.Fprintf(&b, "  %s µs here against %s µs with calls ending at once. The walk grows linearly with the calls a daemon\n", fmtUS(hLREM), fmtUS(pLREM))
+		b.WriteString("  holds, so at tens of thousands in flight it would be the largest cost of a result.\n")
 	}
 	if redisUS > 0 {
 		b.WriteString("- **A Cluster.** Every key of a cell carries the hash tag `{cell}`: a cell lives in one slot, so on one\n")

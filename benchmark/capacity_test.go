@@ -148,8 +148,8 @@ func TestCapacityReport(t *testing.T) {
 		"| answered, paced 1000/s | 200.0 | 200.0; 210.0; 190.0 | (20.0 % of a core at 1,000/s) |",
 		"| 3 | 37,500 | 18,750 | 12,500 (one slot, one master) |", // the Cluster table, from answered
 		"costs Redis\n  1.50 ms of CPU per second",
-		"310.0 µs instead of 200.0 µs",
-		"100.0 µs per LREM here against 2.00 µs",
+		"310.0 µs of CPU against 200.0 µs",
+		"100.0 µs here against 2.00 µs",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the section lacks %q:\n%s", want, md)
