@@ -53,6 +53,7 @@ const (
 	TrunkGranted   TrunkRefusal = iota
 	TrunkNoToken                // the rate: come back after Wait, exactly
 	TrunkNoChannel              // the channel cap: come back after a Release
+	TrunkBreaker                // the peeked breaker is not closed: ask it (BreakerStore.Allow)
 )
 
 func (r TrunkRefusal) String() string {
@@ -63,6 +64,8 @@ func (r TrunkRefusal) String() string {
 		return "no token"
 	case TrunkNoChannel:
 		return "no channel"
+	case TrunkBreaker:
+		return "breaker not closed"
 	}
 	return "refusal(" + strconv.Itoa(int(r)) + ")"
 }
@@ -168,11 +171,26 @@ func (l *TrunkLimiter) Limits() TrunkLimits { return l.lim }
 // (after Asterisk refused the action) releases the lease first. lease may
 // be empty only when the trunk has no channel cap (then no slot is kept).
 func (l *TrunkLimiter) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
+	return l.acquire(ctx, lease, "")
+}
+
+// AcquireUnlessOpen is Acquire that first looks at the breaker stored at
+// breakerKey (same trunk, so same slot): when it is open or half-open it
+// takes nothing and answers Refused TrunkBreaker.
+func (l *TrunkLimiter) AcquireUnlessOpen(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
+	return l.acquire(ctx, lease, breakerKey)
+}
+
+func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
 	if lease == "" && l.lim.MaxChannels > 0 {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
 	}
 	k := l.keys
-	v, err := trunkAcquireScript.Run(ctx, l.rdb, []string{k.TAT(), k.Leases(), k.Stats()},
+	keys := []string{k.TAT(), k.Leases(), k.Stats()}
+	if breakerKey != "" {
+		keys = append(keys, breakerKey)
+	}
+	v, err := trunkAcquireScript.Run(ctx, l.rdb, keys,
 		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds()).Slice()
 	if err != nil {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
@@ -195,6 +213,8 @@ func (l *TrunkLimiter) Acquire(ctx context.Context, lease string) (TrunkGrant, e
 		g.Refused, g.Wait = TrunkNoToken, time.Duration(max(wait, 0))*time.Microsecond
 	case 3:
 		g.Refused, g.Wait = TrunkNoChannel, time.Duration(max(wait, 0))*time.Microsecond
+	case 5:
+		g.Refused = TrunkBreaker
 	default:
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: unexpected code %d", k.Name(), code)
 	}

@@ -19,6 +19,10 @@ const DefaultTrunkChannelPoll = 50 * time.Millisecond
 // ErrTrunkGateStopped is Acquire's error once the gate's Run has returned.
 var ErrTrunkGateStopped = errors.New("trunk gate stopped")
 
+// ErrBreakerNotClosed is AcquireUnlessOpen's error when the breaker it
+// peeked is open or half-open: nothing was taken.
+var ErrBreakerNotClosed = errors.New("trunk breaker not closed")
+
 // TrunkGate is one daemon's single waiter on a trunk: the daemon's calls
 // queue in it, in order, and one goroutine (Run) takes them through the
 // limiter one at a time, sleeping exactly what a refusal says. So a daemon
@@ -39,8 +43,9 @@ type TrunkGate struct {
 }
 
 type gateReq struct {
-	ctx   context.Context
-	lease string
+	ctx     context.Context
+	lease   string
+	breaker string // peeked breaker key ("" : none)
 	done  chan gateResp // buffered: the waiter never blocks on a caller
 
 	mu        sync.Mutex
@@ -86,9 +91,31 @@ func (g *TrunkGate) Queued() int { return int(g.queued.Load()) }
 // when ctx ends first (the caller's ring-time budget), the limiter's when
 // Redis fails, ErrTrunkGateStopped after Run returned.
 func (g *TrunkGate) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
+	return g.acquire(ctx, lease, "")
+}
+
+// AcquireUnlessOpen is Acquire that gives up with ErrBreakerNotClosed,
+// taking nothing, when the breaker stored at breakerKey is open or
+// half-open (TrunkLimiter.AcquireUnlessOpen): the caller then asks the
+// breaker itself.
+func (g *TrunkGate) AcquireUnlessOpen(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
+	return g.acquire(ctx, lease, breakerKey)
+}
+
+func (g *TrunkGate) acquire(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
+	// Nobody waits: ask Redis on the caller's goroutine, so that calls
+	// finding room do not queue behind the waiter's round trips one by one
+	// (which capped a busy daemon at a few thousand calls a second). A
+	// refusal joins the queue, in order from then on.
+	if g.queued.Load() == 0 {
+		gr, done, err := g.tryDirect(ctx, lease, breakerKey)
+		if done {
+			return gr, err
+		}
+	}
 	g.queued.Add(1)
 	defer g.queued.Add(-1)
-	r := &gateReq{ctx: ctx, lease: lease, done: make(chan gateResp, 1)}
+	r := &gateReq{ctx: ctx, lease: lease, breaker: breakerKey, done: make(chan gateResp, 1)}
 	select {
 	case g.reqs <- r:
 	case <-ctx.Done():
@@ -117,6 +144,40 @@ func (g *TrunkGate) Acquire(ctx context.Context, lease string) (TrunkGrant, erro
 		}
 	}
 	return TrunkGrant{}, ctx.Err()
+}
+
+// tryDirect is one Acquire on the caller's goroutine. done is false when
+// the caller should wait in the queue (a refusal for want of a token or a
+// channel). Like the waiter, it runs the script on a context the caller
+// cannot cut short: a script cut off may have granted.
+func (g *TrunkGate) tryDirect(ctx context.Context, lease, breakerKey string) (TrunkGrant, bool, error) {
+	select {
+	case <-g.stopped:
+		return TrunkGrant{}, true, ErrTrunkGateStopped
+	default:
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	gr, err := g.lim.acquire(rctx, lease, breakerKey)
+	cancel()
+	switch {
+	case err != nil:
+		return TrunkGrant{}, true, err
+	case gr.OK:
+		if lease != "" {
+			g.mu.Lock()
+			g.hold(lease)
+			g.mu.Unlock()
+		}
+		if ctx.Err() != nil { // the caller left meanwhile: it will not dial
+			relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return TrunkGrant{}, true, errors.Join(ctx.Err(), g.Release(relCtx, lease))
+		}
+		return gr, true, nil
+	case gr.Refused == TrunkBreaker:
+		return gr, true, ErrBreakerNotClosed
+	}
+	return TrunkGrant{}, false, nil
 }
 
 // Held is the number of leases the daemon holds on the trunk.
@@ -211,7 +272,10 @@ func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
 			g.deliver(ctx, r, gateResp{err: r.ctx.Err()})
 			return
 		}
-		gr, err := g.lim.Acquire(ctx, r.lease)
+		gr, err := g.lim.acquire(ctx, r.lease, r.breaker)
+		if err == nil && gr.Refused == TrunkBreaker {
+			err = ErrBreakerNotClosed
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w: %w", ErrTrunkGateStopped, err)

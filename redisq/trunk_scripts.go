@@ -16,6 +16,10 @@ import "github.com/redis/go-redis/v9"
 // neither.
 //
 //	KEYS[1] tat   KEYS[2] leases   KEYS[3] stats
+//	KEYS[4] (optional) the host's breaker, peeked: a breaker stored open or
+//	        half-open refuses (code 5) so that the caller asks the breaker's
+//	        own rules (BreakerStore.Allow) before dialing; while it is closed,
+//	        as it nearly always is, one round trip per Originate suffices
 //	ARGV[1] emission interval µs (1/cps; 0 = no rate limit)
 //	ARGV[2] tolerance µs ((burst-1) × interval)
 //	ARGV[3] max channels (0 = no cap)   ARGV[4] lease id ("" = take no slot)
@@ -23,7 +27,8 @@ import "github.com/redis/go-redis/v9"
 //
 // Returns {code, wait µs, TIME seconds, TIME µs, channels in use}; code 1
 // granted, 2 no token, 3 no channel, 4 granted earlier (the lease is already
-// held: this is a retry whose first reply was lost, so no second token).
+// held: this is a retry whose first reply was lost, so no second token),
+// 5 the breaker is not closed (nothing taken).
 //
 // The rate is GCRA: tat is when the schedule of Originates is booked up to.
 // A request at now is granted when tat − now ≤ tolerance, and books one
@@ -45,6 +50,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 local chans = redis.call('ZCARD', KEYS[2])
 if lease ~= '' and redis.call('ZSCORE', KEYS[2], lease) then
   return {4, 0, t[1], t[2], chans}
+end
+if KEYS[4] then
+  local mode = redis.call('HGET', KEYS[4], 'mode')
+  if mode == 'open' or mode == 'half_open' then
+    return {5, 0, t[1], t[2], chans}
+  end
 end
 if maxch > 0 and chans >= maxch then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -40,6 +40,10 @@ type TrunkUse struct {
 	// entered: calls that passed Enter at least once (pending no longer
 	// counts them), and what the current attempt holds.
 	entered map[*bridge.Call]*trunkHold
+	// toRelease feeds releaseLoop: the slots of ended calls go back in
+	// batches, off the call path
+	toRelease chan string
+	running   atomic.Bool // releaseLoop reads toRelease
 	// the trunk's usage as last read, and when (see usage)
 	lastUse   TrunkUsage
 	lastUseAt time.Time
@@ -73,10 +77,11 @@ type TrunkUseOptions struct {
 func NewTrunkUse(rdb redis.UniversalClient, prefix string, o TrunkUseOptions, log zerolog.Logger) (*TrunkUse, error) {
 	u := &TrunkUse{
 		name: o.Trunk, cell: o.Cell, limits: o.Limits, bcfg: o.Breaker,
-		brk:     NewBreakerStore(rdb, prefix, o.Trunk, o.Host, o.Breaker),
-		log:     log.With().Str("trunk", o.Trunk).Logger(),
-		wake:    make(chan struct{}, 1),
-		entered: map[*bridge.Call]*trunkHold{},
+		brk:       NewBreakerStore(rdb, prefix, o.Trunk, o.Host, o.Breaker),
+		log:       log.With().Str("trunk", o.Trunk).Logger(),
+		wake:      make(chan struct{}, 1),
+		entered:   map[*bridge.Call]*trunkHold{},
+		toRelease: make(chan string, releaseQueue),
 	}
 	if o.Limits.CPS > 0 || o.Limits.MaxChannels > 0 {
 		lim, err := NewTrunkLimiter(rdb, prefix, o.Trunk, o.Limits)
@@ -131,6 +136,8 @@ func (u *TrunkUse) Run(ctx context.Context) error {
 	if u.gate != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = u.gate.Run(ctx) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); u.releaseLoop(ctx) }()
 	}
 	defer wg.Wait()
 	refresh := time.NewTicker(trunkRefresh)
@@ -321,26 +328,45 @@ func (u *TrunkUse) Wake() <-chan struct{} { return u.wake }
 // opened (the token is simply not used).
 func (u *TrunkUse) Enter(ctx context.Context, call *bridge.Call, deadline time.Time) error {
 	id := u.LeaseID(call.Cmd.ID)
-	allow, err := retryUntil(ctx, deadline, func(ctx context.Context) (BreakerAllow, error) {
-		return u.brk.Allow(ctx, id)
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	h := &trunkHold{token: id}
+	// While the breaker is closed, as far as this daemon knows, the token's
+	// script peeks at it: one round trip per Originate. Otherwise, or when
+	// the peek finds it open, the breaker's own rules decide first (the
+	// call may be the half-open probe).
+	askBreaker := u.gate == nil || u.BreakerState().Mode != bridge.BreakerClosed
+	for {
+		if askBreaker {
+			allow, err := retryUntil(ctx, deadline, func(ctx context.Context) (BreakerAllow, error) {
+				return u.brk.Allow(ctx, id)
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("%s: trunk %s: breaker unreadable within the ring time: %w", bridge.BreakerTrunkBusyText, u.name, err)
+			}
+			u.observe(allow.To)
+			if !allow.Allow {
+				return u.openError(allow.To)
+			}
+			h.probe = allow.Probe
 		}
-		return fmt.Errorf("%s: trunk %s: breaker unreadable within the ring time: %w", bridge.BreakerTrunkBusyText, u.name, err)
-	}
-	u.observe(allow.To)
-	if !allow.Allow {
-		return u.openError(allow.To)
-	}
-	h := &trunkHold{token: id, probe: allow.Probe}
-	if u.gate != nil {
+		if u.gate == nil {
+			break
+		}
+		peek := ""
+		if !askBreaker {
+			peek = u.brk.Key()
+		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		grant, err := retryUntil(actx, deadline, func(ctx context.Context) (TrunkGrant, error) {
-			return u.gate.Acquire(ctx, id)
+			return u.gate.AcquireUnlessOpen(ctx, id, peek)
 		})
 		cancel()
+		if errors.Is(err, ErrBreakerNotClosed) {
+			askBreaker = true
+			continue
+		}
 		if err == nil && u.onGrant != nil {
 			u.onGrant(grant)
 		}
@@ -365,6 +391,7 @@ func (u *TrunkUse) Enter(ctx context.Context, call *bridge.Call, deadline time.T
 			u.releaseLease(h.lease)
 			return u.openError(st)
 		}
+		break
 	}
 	h.inside = true
 	u.mu.Lock()
@@ -414,7 +441,7 @@ func (u *TrunkUse) Exit(call *bridge.Call, fate bridge.OriginateFate, r *bridge.
 	}
 	u.mu.Unlock()
 
-	u.releaseLease(h.lease)
+	u.releaseLater(h.lease)
 	verdict := bridge.BreakerNeutral
 	switch {
 	case fate == bridge.FateRefused:
@@ -451,7 +478,7 @@ func retryUntil[T any](ctx context.Context, deadline time.Time, op func(context.
 	var backoff time.Duration
 	for {
 		v, err := op(ctx)
-		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) {
+		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) || errors.Is(err, ErrBreakerNotClosed) {
 			return v, err
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -488,3 +515,73 @@ func (u *TrunkUse) Adopted(ctx context.Context, call *bridge.Call) (release func
 }
 
 var _ bridge.AdoptHook = (*TrunkUse)(nil)
+
+// releaseQueue bounds the slots waiting to go back; releaseBatch is how many
+// go back in one script.
+const (
+	releaseQueue = 4096
+	releaseBatch = 256
+)
+
+// releaseLater gives a slot back off the call path: the call's result is
+// not held up by one more round trip. When the queue is full or its loop
+// is not running, the slot goes back at once.
+func (u *TrunkUse) releaseLater(lease string) {
+	if lease == "" {
+		return
+	}
+	if u.running.Load() {
+		select {
+		case u.toRelease <- lease:
+			return
+		default:
+		}
+	}
+	u.releaseLease(lease)
+}
+
+// releaseLoop gives back queued slots, as many as are waiting in one
+// script, until ctx ends; then it gives back what is left.
+func (u *TrunkUse) releaseLoop(ctx context.Context) {
+	u.running.Store(true)
+	batch := make([]string, 0, releaseBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := u.gate.Release(rctx, batch...); err != nil {
+			u.log.Warn().Err(err).Int("leases", len(batch)).Msg("trunk slots not released; they expire by themselves")
+		}
+		cancel()
+		batch = batch[:0]
+		u.signal()
+	}
+	drain := func() {
+		for len(batch) < releaseBatch {
+			select {
+			case l := <-u.toRelease:
+				batch = append(batch, l)
+			default:
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case l := <-u.toRelease:
+			batch = append(batch, l)
+			drain()
+			flush()
+		case <-ctx.Done():
+			u.running.Store(false)
+			for {
+				drain()
+				if len(batch) == 0 {
+					return
+				}
+				flush()
+			}
+		}
+	}
+}
