@@ -45,8 +45,8 @@ type TrunkGate struct {
 type gateReq struct {
 	ctx     context.Context
 	lease   string
-	breaker string // peeked breaker key ("" : none)
-	done  chan gateResp // buffered: the waiter never blocks on a caller
+	breaker string        // peeked breaker key ("" : none)
+	done    chan gateResp // buffered: the waiter never blocks on a caller
 
 	mu        sync.Mutex
 	gone      bool // the caller left: a grant must be released
