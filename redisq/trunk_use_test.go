@@ -106,3 +106,30 @@ func TestTrunkUseAdoptedKeepsSlot(t *testing.T) {
 		t.Errorf("after release: %+v, held %d", use, u.Gate().Held())
 	}
 }
+
+// TestAcquireUnlessOpenPeeksTheBreaker: the token's script takes nothing
+// while the host's breaker is stored open, and takes as usual once it is
+// closed; a breaker of another host does not count.
+func TestAcquireUnlessOpenPeeksTheBreaker(t *testing.T) {
+	t.Parallel()
+	_, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	lim, err := NewTrunkLimiter(rdb, "p", "gw1", TrunkLimits{CPS: 10, Burst: 1, MaxChannels: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, other := BreakerKey("p", "gw1", "h1"), BreakerKey("p", "gw1", "h2")
+	rdb.HSet(ctx, mine, "mode", "open")
+	rdb.HSet(ctx, other, "mode", "open")
+	g, err := lim.AcquireUnlessOpen(ctx, "101:a", mine)
+	if err != nil || g.OK || g.Refused != TrunkBreaker {
+		t.Fatalf("open breaker: %+v, %v", g, err)
+	}
+	if use, _ := lim.Usage(ctx); use.Channels != 0 || use.Granted != 0 {
+		t.Errorf("a refused peek took something: %+v", use)
+	}
+	rdb.HSet(ctx, mine, "mode", "closed")
+	if g, err := lim.AcquireUnlessOpen(ctx, "101:a", mine); err != nil || !g.OK {
+		t.Fatalf("closed breaker: %+v, %v", g, err)
+	}
+}
