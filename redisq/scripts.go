@@ -85,11 +85,15 @@ return 1
 //     so an identical copy of raw claimed by a duplicate stays for its own
 //     Finish;
 //   - raw is not in the claimed list.
+//
+// LREM counts from the tail (-1): claims are pushed at the head, and the call
+// that ends is most often among the oldest, so with thousands of calls held
+// the scan is short (with 1 it crossed every newer claim: ~94 µs at 4,000).
 var finishScript = redis.NewScript(`
 if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 local owns = ARGV[4] == '1'
 if owns and redis.call('HGET', KEYS[3], 'state') == 'done' then return 0 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 if ARGV[7] ~= '' then
   local inbox = KEYS[5]
@@ -122,7 +126,7 @@ return 1
 // Returns 1 settled, 0 already settled (nothing changed).
 var buryScript = redis.NewScript(`
 if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
