@@ -98,6 +98,11 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 		o.health.Pacing = d.pacing.health
 		o.metrics.AddPacing(d.cellName, d.pacing.metrics)
 	}
+	if dur := d.durable; dur != nil {
+		o.metrics.AddDurable(d.cellName, func() metrics.DurableSample {
+			return metrics.DurableSample{Holding: dur.Err() != nil, Held: dur.Held()}
+		})
+	}
 	if d.trunk != nil {
 		o.health.Trunk = d.trunkHealth
 		registerTrunkMetrics(o.metrics.Registry(), d.cellName, d.trunk)
