@@ -230,3 +230,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPacerLeadership: one pacer per cell decides; when its lease expires
+// (it died) another takes over and resumes the controller's state.
+func TestPacerLeadership(t *testing.T) {
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	pcFloor(t, ctx, rdb, 2, 1, 0, 0, true)
+	k := NewKeys(rqPrefix, rqCell)
+	p1 := NewPacer(rdb, k, PacerOptions{Instance: "d1", Settings: pcSettings(bridge.PacingPredictive)})
+	p2 := NewPacer(rdb, k, PacerOptions{Instance: "d2", Settings: pcSettings(bridge.PacingPredictive)})
+	for _, p := range []*Pacer{p1, p2} {
+		if err := p.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !p1.View().Leader || p2.View().Leader {
+		t.Fatalf("leaders: d1 %v, d2 %v", p1.View().Leader, p2.View().Leader)
+	}
+	// d1's controller state as a new leader will find it.
+	if err := rdb.HSet(ctx, NewPacingKeys(k).State(), "state", `{"Gain":0.5}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m.FastForward(PacerLeaseTTL + time.Second) // d1 stopped renewing
+	rdb.Set(ctx, ACDKey(rqPrefix, rqCell, "lease"), "qm", 0)
+	if err := p2.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !p2.View().Leader {
+		t.Fatal("d2 did not take over")
+	}
+	if g := p2.state.Gain; g >= 0.75 { // a fresh start is gain 1
+		t.Errorf("d2 started at gain %g, not the resumed 0.5", g)
+	}
+	if st, _ := PacingState(ctx, rdb, k); st["leader"] != "d2" {
+		t.Errorf("pacing hash leader %q", st["leader"])
+	}
+	if err := p1.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p1.View().Leader {
+		t.Error("d1 still decides after losing its lease")
+	}
+}
