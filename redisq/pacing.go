@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -141,8 +142,8 @@ type PacingAdmission struct {
 	ttl      time.Duration
 	maxAge   time.Duration
 	wake     chan struct{}
-	onChange func(PacingStatus)           // called when DialsNothing changes
-	onAdmit  func(n int, st PacingStatus) // tests: every Admit's answer
+	onChange func(PacingStatus)                           // called when DialsNothing changes
+	onAdmit  atomic.Pointer[func(n int, st PacingStatus)] // tests: every Admit's answer
 
 	mu     sync.Mutex
 	seq    int64
@@ -193,8 +194,8 @@ func (a *PacingAdmission) Admit(ctx context.Context, want int) (int, error) {
 	}
 	a.mu.Unlock()
 	a.setStatus(st, n)
-	if a.onAdmit != nil {
-		a.onAdmit(n, st)
+	if f := a.onAdmit.Load(); f != nil {
+		(*f)(n, st)
 	}
 	return n, nil
 }
@@ -211,9 +212,10 @@ func (a *PacingAdmission) setStatus(st PacingStatus, _ int) {
 }
 
 // OnAdmit sets a function that hears every Admit's answer (n slots taken,
-// the status after); for tests that check the budget at every start. Set
-// it before the claim loop runs.
-func (a *PacingAdmission) OnAdmit(f func(n int, st PacingStatus)) { a.onAdmit = f }
+// the status after); for tests that check the budget at every start. It
+// may be set while the claim loop runs (the daemon starts claiming before
+// a test can reach it).
+func (a *PacingAdmission) OnAdmit(f func(n int, st PacingStatus)) { a.onAdmit.Store(&f) }
 
 // Status is what the last Admit learnt.
 func (a *PacingAdmission) Status() PacingStatus {
