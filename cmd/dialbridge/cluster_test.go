@@ -47,7 +47,9 @@ import (
 // a write acknowledged to the daemon just before the kill can be missing
 // on the promoted replica (a claim, a result, an ACK), and then a command
 // may be lost or dialed twice — that is what redis.wait_replicas is for
-// (contract §2 "Durability"; not in this version yet). So B is killed at a
+// (contract §2 "Durability"; its mid-load kill is TestSentinelFailover's,
+// with a Multcall that follows its own writes with WAIT too; this test runs
+// without it). So B is killed at a
 // quiet moment for B: its first batch is finished and the test has seen
 // its writes reach the replica (WAIT 1 on B's master) right before the
 // kill. B's second batch is pushed at the kill: the daemon must ride the
