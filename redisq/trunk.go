@@ -126,6 +126,10 @@ type TrunkLimiter struct {
 	interval int64 // µs between two Originates, rounded up (never above CPS)
 	tau      int64 // µs of tolerance: (burst − 1) × interval
 	leaseTTL time.Duration
+	// steps rides acquires and releases in pipelines shared with the other
+	// calls asking at the same moment (batch.go): under load a token costs
+	// a fraction of a round trip, as a call's own steps do.
+	steps *batcher
 }
 
 // NewTrunkLimiter builds the limiter of trunk name under prefix.
@@ -136,7 +140,8 @@ func NewTrunkLimiter(rdb redis.UniversalClient, prefix, name string, lim TrunkLi
 	if !(lim.CPS >= 0) || math.IsInf(lim.CPS, 0) || lim.MaxChannels < 0 {
 		return nil, fmt.Errorf("trunk limiter %s: bad limits %+v", name, lim)
 	}
-	l := &TrunkLimiter{rdb: rdb, keys: NewTrunkKeys(prefix, name), lim: lim, leaseTTL: DefaultTrunkLeaseTTL}
+	l := &TrunkLimiter{rdb: rdb, keys: NewTrunkKeys(prefix, name), lim: lim, leaseTTL: DefaultTrunkLeaseTTL,
+		steps: &batcher{rdb: rdb}}
 	if lim.CPS > 0 {
 		l.interval = int64(math.Ceil(1e6 / lim.CPS))
 		l.tau = int64(max(lim.Burst, 1)-1) * l.interval
@@ -190,7 +195,7 @@ func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string) (T
 	if breakerKey != "" {
 		keys = append(keys, breakerKey)
 	}
-	v, err := trunkAcquireScript.Run(ctx, l.rdb, keys,
+	v, err := l.steps.run(ctx, trunkAcquireScript, keys,
 		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds()).Slice()
 	if err != nil {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
