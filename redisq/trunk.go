@@ -80,9 +80,14 @@ type TrunkGrant struct {
 	// the oldest lease expires, the latest a slot comes back when nobody
 	// releases one; a Release frees one sooner.
 	Wait time.Duration
-	// At is Redis's clock when the script decided: the same clock for every
-	// daemon, which is what the rate is measured on.
+	// At is Redis's clock when the token's turn is: when the script
+	// decided, or for a token the gate reserved ahead, that plus Delay.
+	// The same clock for every daemon, which is what the rate is measured
+	// on.
 	At time.Time
+	// Delay is how far ahead of the decision a reserved token's turn was
+	// (TrunkGate waits for it before returning); 0 when it was free.
+	Delay time.Duration
 	// Channels is the number of leases held on the trunk after the decision.
 	Channels int
 	// Held says the lease was already held, so nothing was taken: a retried
@@ -176,17 +181,19 @@ func (l *TrunkLimiter) Limits() TrunkLimits { return l.lim }
 // (after Asterisk refused the action) releases the lease first. lease may
 // be empty only when the trunk has no channel cap (then no slot is kept).
 func (l *TrunkLimiter) Acquire(ctx context.Context, lease string) (TrunkGrant, error) {
-	return l.acquire(ctx, lease, "")
+	return l.acquire(ctx, lease, "", 0)
 }
 
 // AcquireUnlessOpen is Acquire that first looks at the breaker stored at
 // breakerKey (same trunk, so same slot): when it is open or half-open it
 // takes nothing and answers Refused TrunkBreaker.
 func (l *TrunkLimiter) AcquireUnlessOpen(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
-	return l.acquire(ctx, lease, breakerKey)
+	return l.acquire(ctx, lease, breakerKey, 0)
 }
 
-func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
+// acquire takes a slot and a token; with ahead > 0 a token whose turn comes
+// within ahead is reserved (granted with its Delay) instead of refused.
+func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string, ahead time.Duration) (TrunkGrant, error) {
 	if lease == "" && l.lim.MaxChannels > 0 {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
 	}
@@ -196,7 +203,7 @@ func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string) (T
 		keys = append(keys, breakerKey)
 	}
 	v, err := l.steps.run(ctx, trunkAcquireScript, keys,
-		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds()).Slice()
+		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds(), ahead.Microseconds()).Slice()
 	if err != nil {
 		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
 	}
@@ -211,7 +218,7 @@ func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string) (T
 	g := TrunkGrant{At: at, Channels: int(chans)}
 	switch code {
 	case 1:
-		g.OK = true
+		g.OK, g.Delay = true, time.Duration(max(wait, 0))*time.Microsecond
 	case 4:
 		g.OK, g.Held = true, true
 	case 2:

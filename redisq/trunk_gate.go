@@ -102,7 +102,35 @@ func (g *TrunkGate) AcquireUnlessOpen(ctx context.Context, lease, breakerKey str
 	return g.acquire(ctx, lease, breakerKey)
 }
 
+// reserveAhead is how far ahead the gate reserves a token instead of
+// being refused: the grant comes back with the token's turn, and the
+// caller waits for it on its own. A saturated trunk then costs one round
+// trip per Originate, not a refusal, a sleep and another try, and the
+// turn is kept by a local timer instead of by a round trip's timing.
+const reserveAhead = 20 * time.Millisecond
+
+// acquire is acquireGrant, then the wait for a reserved token's turn.
 func (g *TrunkGate) acquire(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
+	gr, err := g.acquireGrant(ctx, lease, breakerKey)
+	if err != nil || gr.Delay <= 0 {
+		return gr, err
+	}
+	// The turn is Delay after Redis decided; the reply took some of it,
+	// so waiting all of it errs on the late side, never the early one.
+	gr.At = gr.At.Add(gr.Delay)
+	t := time.NewTimer(gr.Delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return gr, nil
+	case <-ctx.Done():
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return TrunkGrant{}, errors.Join(ctx.Err(), g.Release(rctx, lease))
+}
+
+func (g *TrunkGate) acquireGrant(ctx context.Context, lease, breakerKey string) (TrunkGrant, error) {
 	// Nobody waits: ask Redis on the caller's goroutine, so that calls
 	// finding room do not queue behind the waiter's round trips one by one
 	// (which capped a busy daemon at a few thousand calls a second). A
@@ -157,7 +185,7 @@ func (g *TrunkGate) tryDirect(ctx context.Context, lease, breakerKey string) (Tr
 	default:
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	gr, err := g.lim.acquire(rctx, lease, breakerKey)
+	gr, err := g.lim.acquire(rctx, lease, breakerKey, reserveAhead)
 	cancel()
 	switch {
 	case err != nil:
@@ -272,7 +300,7 @@ func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
 			g.deliver(ctx, r, gateResp{err: r.ctx.Err()})
 			return
 		}
-		gr, err := g.lim.acquire(ctx, r.lease, r.breaker)
+		gr, err := g.lim.acquire(ctx, r.lease, r.breaker, reserveAhead)
 		if err == nil && gr.Refused == TrunkBreaker {
 			err = ErrBreakerNotClosed
 		}

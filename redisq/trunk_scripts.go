@@ -24,9 +24,11 @@ import "github.com/redis/go-redis/v9"
 //	ARGV[2] tolerance µs ((burst-1) × interval)
 //	ARGV[3] max channels (0 = no cap)   ARGV[4] lease id ("" = take no slot)
 //	ARGV[5] lease TTL µs
+//	ARGV[6] (optional) most µs a token may be reserved ahead (0: none)
 //
 // Returns {code, wait µs, TIME seconds, TIME µs, channels in use}; code 1
-// granted, 2 no token, 3 no channel, 4 granted earlier (the lease is already
+// granted (wait > 0: reserved, the Originate must not be written before
+// wait µs from TIME), 2 no token, 3 no channel, 4 granted earlier (the lease is already
 // held: this is a retry whose first reply was lost, so no second token),
 // 5 the breaker is not closed (nothing taken).
 //
@@ -62,12 +64,17 @@ if maxch > 0 and chans >= maxch then
   redis.call('HINCRBY', KEYS[3], 'no_channel', 1)
   return {3, tonumber(first[2]) - now, t[1], t[2], chans}
 end
+local delay = 0
 if interval > 0 then
+  local ahead = tonumber(ARGV[6] or '0') or 0
   local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   if tat < now then tat = now end
   if tat - now > tau then
-    redis.call('HINCRBY', KEYS[3], 'no_token', 1)
-    return {2, tat - tau - now, t[1], t[2], chans}
+    delay = tat - tau - now
+    if delay > ahead then
+      redis.call('HINCRBY', KEYS[3], 'no_token', 1)
+      return {2, delay - ahead, t[1], t[2], chans}
+    end
   end
   tat = tat + interval
   redis.call('SET', KEYS[1], int(tat), 'PX', int(math.floor((tat - now) / 1000) + 1000))
@@ -86,7 +93,7 @@ else
   redis.call('HSET', KEYS[3], 'sec', t[1], 'n', 1, 'prev', prev)
 end
 redis.call('HINCRBY', KEYS[3], 'granted', 1)
-return {1, 0, t[1], t[2], chans}
+return {1, delay, t[1], t[2], chans}
 `)
 
 // trunkRenewScript extends the leases of calls still in progress.
