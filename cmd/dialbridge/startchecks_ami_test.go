@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +11,6 @@ import (
 	"github.com/multcall/dialbridge/ami"
 	"github.com/multcall/dialbridge/ami/amisim"
 )
-
-// lockedBuffer is a log sink safe for the AMI client's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestWarnAMIRights: a manager user that may not list channels is told at
 // start (adoption after a crash needs it); one that may is not.
@@ -59,7 +39,7 @@ func TestWarnAMIRights(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			var out lockedBuffer
+			var out queueBuffer
 			warnAMIRights(ctx, zerolog.New(&out), c)
 			got := strings.Contains(out.String(), "cannot list channels")
 			if got != tt.warn {

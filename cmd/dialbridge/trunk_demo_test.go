@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +16,6 @@ import (
 	"github.com/multcall/dialbridge/monitor/opsim"
 	"github.com/multcall/dialbridge/redisq"
 )
-
-// demoOutput is the demo's output, read while the demo writes it.
-type demoOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *demoOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *demoOutput) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // amiCommand logs in to the simulator at addr and runs one CLI command
 // (Action: Command), as the demo's help tells an operator to; it returns
@@ -97,7 +77,7 @@ func TestDemoTrunkKillAndRevive(t *testing.T) {
 			stats, _ = rdb.HGetAll(context.Background(), redisq.NewTrunkKeys("dialbridge", demoTrunkName).Stats()).Result()
 		},
 	}
-	out := &demoOutput{}
+	out := &queueBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- demo(ctx, out, o) }()
 	var d *daemon
