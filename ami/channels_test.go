@@ -18,8 +18,10 @@ import (
 // ringing one's OriginateResponse and the Hangup of both.
 func TestChannelsAndWatchCall(t *testing.T) {
 	srv := newSim(t, amisim.Config{Rules: []amisim.Rule{
-		{Suffix: "1", Outcome: amisim.OutcomeAnswer, TalkFor: 600 * time.Millisecond},
-		{Suffix: "2", Outcome: amisim.OutcomeBusy, RingFor: 600 * time.Millisecond},
+		// Long enough that both calls are still live when listed on a
+		// loaded machine.
+		{Suffix: "1", Outcome: amisim.OutcomeAnswer, TalkFor: 3 * time.Second},
+		{Suffix: "2", Outcome: amisim.OutcomeBusy, RingFor: 3 * time.Second},
 	}})
 	dead, _ := startClient(t, srv, nil)
 	adopter, _ := startClient(t, srv, func(o *Options) { o.Instance = "adopter" })
@@ -56,10 +58,22 @@ func TestChannelsAndWatchCall(t *testing.T) {
 		t.Errorf("second watch of one call: %v, want ErrInvalidRequest", err)
 	}
 
-	chans, err := adopter.Channels(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Originate is queued (async): the ringing call's channels appear a
+	// moment after its response, as on Asterisk. Wait for them.
+	var chans []bridge.LiveChannel
+	waitFor(t, "both calls' channels listed", 10*time.Second, func() bool {
+		var err error
+		chans, err = adopter.Channels(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chans {
+			if ch.Uniqueid == ringing.ChannelID {
+				return true
+			}
+		}
+		return false
+	})
 	byUID := map[string]bridge.LiveChannel{}
 	for _, ch := range chans {
 		byUID[ch.Uniqueid] = ch
