@@ -129,9 +129,6 @@ func New(cell string, c Cell, a AMI) *Metrics {
 	return m
 }
 
-// Registry is the registry the metrics live in (to add more collectors).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{

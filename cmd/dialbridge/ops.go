@@ -105,7 +105,8 @@ func startOpsWith(ctx context.Context, d *daemon, oo opsOptions) (*ops, error) {
 	}
 	if d.trunk != nil {
 		o.health.Trunk = d.trunkHealth
-		registerTrunkMetrics(o.metrics.Registry(), d.cellName, d.trunk)
+		u := d.trunk
+		o.metrics.AddTrunk(d.cellName, u.Name(), func() metrics.TrunkSample { return trunkSample(u) })
 	}
 
 	if addr := d.settings.HTTPListen(q); addr != "" {

@@ -4,9 +4,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/metrics"
 	"github.com/multcall/dialbridge/redisq"
 )
 
@@ -41,33 +40,12 @@ func (d *daemon) trunkBeat() []string {
 	}
 }
 
-// registerTrunkMetrics exports the trunk's breaker and this daemon's use of
-// the trunk, read at scrape time.
-func registerTrunkMetrics(reg *prometheus.Registry, cell string, u *redisq.TrunkUse) {
-	labels := prometheus.Labels{"cell": cell, "trunk": u.Name()}
-	gauge := func(name, help string, fn func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, fn))
-	}
-	for _, mode := range []bridge.BreakerMode{bridge.BreakerClosed, bridge.BreakerOpen, bridge.BreakerHalfOpen} {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "dialbridge_trunk_breaker_state",
-			Help:        "1 for the state the host's breaker on the cell's trunk is in (closed, open, half_open).",
-			ConstLabels: prometheus.Labels{"cell": cell, "trunk": u.Name(), "state": string(mode)},
-		}, func() float64 { return b2f(u.BreakerState().Mode == mode) }))
-	}
-	gauge("dialbridge_trunk_breaker_failures", "Consecutive trunk failures the host's breaker counts.",
-		func() float64 { return float64(u.BreakerState().Failures) })
+// trunkSample is what the trunk's metrics read at scrape time.
+func trunkSample(u *redisq.TrunkUse) metrics.TrunkSample {
+	st := u.BreakerState()
+	s := metrics.TrunkSample{Breaker: string(st.Mode), Failures: st.Failures}
 	if g := u.Gate(); g != nil {
-		gauge("dialbridge_trunk_channels_held", "Trunk channel slots this daemon holds (calls from Originate to result).",
-			func() float64 { return float64(g.Held()) })
-		gauge("dialbridge_trunk_waiting", "Calls of this daemon waiting for a trunk token or channel slot.",
-			func() float64 { return float64(g.Queued()) })
+		s.Held, s.Waiting = g.Held(), g.Queued()
 	}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	return s
 }
