@@ -3,6 +3,7 @@ package amisim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -869,10 +870,12 @@ func (ss *session) actionCommand(m *message, id string) {
 	ss.send(append(b, '\r', '\n'))
 }
 
-// MaxInWindow returns the most times (sorted, as OriginateTimes returns
-// them) that fall in any window [t, t+w): what a shared limiter promises
-// to bound (contract §7: ≤ cps + burst − 1 in any 0.97 s).
+// MaxInWindow returns the most times that fall in any window [t, t+w):
+// what a shared limiter promises to bound (contract §7: ≤ cps + burst − 1
+// in any 0.97 s). times may come in any order (hooks called from several
+// goroutines append out of order); it sorts a copy.
 func MaxInWindow(times []time.Time, w time.Duration) int {
+	times = slices.SortedFunc(slices.Values(times), time.Time.Compare)
 	best, j := 0, 0
 	for i := range times {
 		for j < len(times) && times[j].Sub(times[i]) < w {

@@ -618,6 +618,10 @@ func TestMaxInWindow(t *testing.T) {
 	}{
 		{nil, 0}, {[]int{0}, 1}, {[]int{0, 999, 1000, 1001}, 3}, {[]int{0, 250, 500, 750, 1000, 1250}, 4},
 		{[]int{0, 0, 0, 2000}, 3},
+		// Out of order, as hooks on several goroutines append them: the
+		// window [200, 1200) holds 200..1000, five, not the 0 after 200.
+		{[]int{200, 0, 0, 400, 600, 800, 1000}, 6},
+		{[]int{1000, 800, 600, 400, 200, 0}, 5},
 	} {
 		if got := MaxInWindow(at(tc.ms...), time.Second); got != tc.want {
 			t.Errorf("%v: %d, want %d", tc.ms, got, tc.want)
