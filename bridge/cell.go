@@ -53,6 +53,14 @@ type Options struct {
 	// commands of dead instances (see Recover); 0 means 2 s.
 	RecoverEvery time.Duration
 
+	// GatesBesideMark enters the dial gates (the trunk's token) while
+	// MarkDialing is on its way instead of after it: the two round trips
+	// before the Originate overlap into one. Only for a MarkDialing that
+	// returns within a round trip: one that waits for replicas
+	// (redis.wait_replicas) could hold the token up to wait_timeout before
+	// the wire, and the spacing would not hold there.
+	GatesBesideMark bool
+
 	// PBX names the Asterisk this daemon dials through (ami.host:port).
 	// Recovery adopts a dead daemon's live calls only when their hash names
 	// the same PBX (the store records it when dialing); empty: never.

@@ -147,9 +147,26 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 		}
 		// Recorded before the action is written: if we die after this,
 		// recovery knows an originate may exist and never dials again.
-		if err := c.persist(ctx, "mark dialing "+cmd.ID, func(ctx context.Context) error {
-			return c.store.MarkDialing(ctx, call)
-		}); err != nil {
+		mark := func(ctx context.Context) error {
+			return c.persist(ctx, "mark dialing "+cmd.ID, func(ctx context.Context) error {
+				return c.store.MarkDialing(ctx, call)
+			})
+		}
+		// The trunk's token is taken last, right before the action is
+		// written, so that its spacing holds at the AMI wire: after the
+		// mark, or beside it when the mark is one quick round trip.
+		enter := func(ctx context.Context) error { return c.enterGates(ctx, call, amiDeadline) }
+		var err, gateErr error
+		beside := c.opt.GatesBesideMark && len(c.gates) > 0
+		if beside {
+			err, gateErr = besides(ctx, mark, enter)
+			if err != nil && gateErr == nil {
+				c.exitGates(call, FateNotWritten, nil, false)
+			}
+		} else {
+			err = mark(ctx)
+		}
+		if err != nil {
 			if errors.Is(err, ErrNotDurable) {
 				// Not written: try again within the same budget as AMI.
 				call.Attempts--
@@ -164,9 +181,10 @@ func (c *Cell) dial(ctx context.Context, log callLog, call *Call) (*Result, *fol
 			return nil, nil
 		}
 
-		// The trunk's token is taken last, right before the action is
-		// written, so that its spacing holds at the AMI wire.
-		if err := c.enterGates(ctx, call, amiDeadline); err != nil {
+		if !beside {
+			gateErr = enter(ctx)
+		}
+		if err := gateErr; err != nil {
 			if ctx.Err() != nil {
 				return nil, nil
 			}
@@ -380,6 +398,20 @@ type callLog struct {
 func (c callLog) Debug() *zerolog.Event { return c.l.Debug().Str("id", c.id) }
 func (c callLog) Info() *zerolog.Event  { return c.l.Info().Str("id", c.id) }
 func (c callLog) Warn() *zerolog.Event  { return c.l.Warn().Str("id", c.id) }
+
+// besides runs mark and enter at once and waits for both: two round trips
+// to different keys (the call's hash, the trunk's bucket) cost one.
+// A failed mark stops the gates' wait: the call will not be dialed.
+func besides(ctx context.Context, mark, enter func(context.Context) error) (markErr, enterErr error) {
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- enter(ectx) }()
+	if markErr = mark(ctx); markErr != nil {
+		cancel()
+	}
+	return markErr, <-done
+}
 
 // enterGates passes the dial gates in order; when one refuses, those
 // already passed are left again (nothing was written).

@@ -284,6 +284,9 @@ func startDaemon(ctx context.Context, s *config.Settings, cellName string, log z
 		ACKTimeout:      s.Timeouts.CommandACK.D(),
 		ShutdownGrace:   s.Timeouts.ShutdownGrace.D(),
 		PBX:             pbx,
+		// A mark that waits for replicas would hold the trunk's token
+		// up to wait_timeout before the wire.
+		GatesBesideMark: d.durable == nil,
 	}, o.wrap(d.queue), d.router, d.amic, d.log)
 	// Limits on claiming beyond threads, asked in order (bridge.Admission):
 	// the replicas, then the trunk (neither costs a Redis round trip while
