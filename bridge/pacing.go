@@ -1,6 +1,9 @@
 package bridge
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Pacing (contract section 6): how many calls a cell keeps dialing at once.
 // The pacer is a pure function of what it observes — the operators, the
@@ -140,14 +143,22 @@ func progressiveBudget(o PacingObservation) PacingDecision {
 
 // ratioBudget: ⌊ratio × available⌋ − waiting.
 func ratioBudget(s PacingSettings, o PacingObservation) PacingDecision {
-	return PacingDecision{Budget: int(s.Ratio*float64(o.Available)) - o.Waiting, Reason: "ratio"}
+	return PacingDecision{Budget: floorTimes(s.Ratio, o.Available) - o.Waiting, Reason: "ratio"}
+}
+
+// floorTimes is ⌊x × n⌋ for x written as a decimal in the settings: the
+// float64 product of 1.16 and 25 is 28.999999999999996, and the contract's
+// floor of it is 29. The slack (1e-9) is far above float64's error on these
+// magnitudes and far below any step a setting can mean.
+func floorTimes(x float64, n int) int {
+	return int(math.Floor(x*float64(n) + 1e-9))
 }
 
 // capBudget applies the hard caps: never negative, at most MaxLevel per
 // logged-in operator, at most threads; and fills in Level.
 func capBudget(s PacingSettings, o PacingObservation, d PacingDecision) PacingDecision {
 	if s.MaxLevel > 0 {
-		d.Budget = min(d.Budget, int(s.MaxLevel*float64(o.LoggedIn())))
+		d.Budget = min(d.Budget, floorTimes(s.MaxLevel, o.LoggedIn()))
 	}
 	if s.Threads > 0 {
 		d.Budget = min(d.Budget, s.Threads)
