@@ -244,6 +244,9 @@ func runQueueManager(ctx context.Context, args []string, serve bool, sio queueIO
 		if m, err = acd.New(ops, rt); err != nil {
 			return fail(sio.errOut, exitUsage, "%v", err)
 		}
+		if startup, err = startLoggedOut(s, m, ops, time.Now()); err != nil {
+			return fail(sio.errOut, exitFailure, "%v", err)
+		}
 	} else {
 		rdb, store, m, startup, err = openQueueStore(ctx, f, s, ops, rt, logf)
 		if err != nil {
@@ -390,22 +393,32 @@ func openQueueStore(ctx context.Context, f *queueFlags, s *config.Settings, ops 
 		if m, err = acd.New(ops, rt); err != nil {
 			return release(err)
 		}
-		if !s.ACD.StartLoggedIn {
-			// acd.start_logged_in false: the desks are empty until their
-			// operators log in, so a paced cell dials for nobody.
-			for _, op := range ops {
-				out, err := m.Logout(op.ID, now)
-				if err != nil {
-					return release(fmt.Errorf("logging out %s at start: %w", op.ID, err))
-				}
-				msgs = append(msgs, out...)
-			}
+		if msgs, err = startLoggedOut(s, m, ops, now); err != nil {
+			return release(err)
 		}
 	}
 	if err := store.SaveAll(dctx, m.Snapshot(), msgs, now, nil); err != nil {
 		return release(fmt.Errorf("saving the floor: %w", err))
 	}
 	return rdb, store, m, msgs, nil
+}
+
+// startLoggedOut applies acd.start_logged_in false to a new floor, in
+// memory or in Redis alike: the desks are empty until their operators log
+// in, so a paced cell dials for nobody.
+func startLoggedOut(s *config.Settings, m *acd.Machine, ops []acd.Operator, now time.Time) ([]acd.Message, error) {
+	if s.ACD.StartLoggedIn {
+		return nil, nil
+	}
+	var msgs []acd.Message
+	for _, op := range ops {
+		out, err := m.Logout(op.ID, now)
+		if err != nil {
+			return nil, fmt.Errorf("logging out %s at start: %w", op.ID, err)
+		}
+		msgs = append(msgs, out...)
+	}
+	return msgs, nil
 }
 
 // runQueueClient is "queue client".
