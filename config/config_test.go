@@ -95,6 +95,11 @@ func TestInvalidSettingsNameTheField(t *testing.T) {
 		{"unknown field", minimal + "retrys: 3", "retrys"},
 		{"bad tier", minimal + "acd: {operators: [{id: A, tier: boss}]}", "acd.operators[0].tier"},
 		{"duplicate operator", minimal + "acd: {operators: [{id: A}, {id: A}]}", "acd.operators[1].id"},
+		// The queue manager's id rule (monitor/acd.ValidID): caught here, with
+		// the field's name, not when a queue manager starts.
+		{"operator id not ASCII", minimal + "acd: {operators: [{id: José}]}", "acd.operators[0].id"},
+		{"operator id with a slash", minimal + "acd: {operators: [{id: a/b}]}", "acd.operators[0].id"},
+		{"operator id too long", minimal + "acd: {operators: [{id: " + strings.Repeat("A", 65) + "}]}", "acd.operators[0].id"},
 		{"tls half", minimal + "http: {tls_cert: a.pem}", "http.tls_cert"},
 		{"wrong type", minimal + "retries: many", "retries"},
 		{"negative wait_replicas", minimal + "redis: {wait_replicas: -1}", "redis.wait_replicas"},

@@ -187,8 +187,8 @@ func validateOperators(field string, ops []Operator) error {
 	seen := map[string]bool{}
 	for i, op := range ops {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if op.ID == "" || strings.ContainsAny(op.ID, " \t\r\n") {
-			return fieldErr(f+".id", "must be a non-empty word, got %q", op.ID)
+		if !validOperatorID(op.ID) {
+			return fieldErr(f+".id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -, got %q", op.ID)
 		}
 		if seen[op.ID] {
 			return fieldErr(f+".id", "operator %q is listed twice", op.ID)
@@ -207,6 +207,23 @@ func validateOperators(field string, ops []Operator) error {
 		}
 	}
 	return nil
+}
+
+// validOperatorID is the queue manager's id rule (monitor/acd.ValidID; the
+// settings do not depend on the monitor): every message stays one line of
+// words. Checked here, a bad id is named by its field when the settings load,
+// not refused later by a queue manager with no field to name.
+func validOperatorID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '.' || b == '_' || b == ':' || b == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // oneLine keeps an error from another package on the one line the daemon
