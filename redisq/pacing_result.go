@@ -96,13 +96,14 @@ func (q *Queue) SetQueueManagerSeen(v bool) {
 //	ARGV[5] dial→answer ms   ARGV[6] abandon_after ms   ARGV[7] day (YYYY-MM-DD)
 //	ARGV[8] log MAXLEN
 //
-// Returns {in use 0/1, operator, connected_ms, wait_ms, abandoned 0/1}. The
+// Returns {in use 0/1, operator, connected_ms, wait_ms, abandoned 0/1,
+// answered_ms ("" when the answer step did not record it)}. The
 // first run stores its answer in the hash field "sealed"; a second run (a
 // retried Finish) returns it unchanged and logs nothing again.
 var sealScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'sealed', 'operator', 'connected_ms', 'answered_ms', 'delivered_ms', 'state')
 if h[1] then return cjson.decode(h[1]) end
-if not h[6] then return {0, '', '', 0, 0} end
+if not h[6] then return {0, '', '', 0, 0, ''} end
 local inuse = 0
 if ARGV[1] == '1' or h[2] or redis.call('EXISTS', KEYS[2]) == 1 then inuse = 1 end
 local op, conn, wait, ab, delay = '', '', 0, 0, -1
@@ -122,7 +123,9 @@ elseif answered then
   wait = tonumber(ARGV[3])
   if wait > after then ab = 1 end
 end
-local res = {inuse, op, conn, wait, ab}
+local ans = ''
+if answered and h[4] then ans = h[4] end
+local res = {inuse, op, conn, wait, ab, ans}
 redis.call('HSET', KEYS[1], 'sealed', cjson.encode(res))
 if inuse == 1 then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 's', ARGV[2], 'd', ARGV[4], 'r', ARGV[5],
@@ -173,7 +176,7 @@ func (q *Queue) sealOperator(ctx context.Context, r *bridge.Result) error {
 	if err != nil {
 		return fmt.Errorf("seal %s: %w", r.ID, err)
 	}
-	if len(v) != 5 {
+	if len(v) != 5 && len(v) != 6 { // 5: sealed by a version before answered_ms
 		return fmt.Errorf("seal %s: unexpected reply %v", r.ID, v)
 	}
 	if luaInt(v[0]) == 0 {
@@ -183,6 +186,14 @@ func (q *Queue) sealOperator(ctx context.Context, r *bridge.Result) error {
 	of := &bridge.OperatorFields{Operator: fmt.Sprint(v[1]), WaitMS: luaInt(v[3]), Abandoned: luaInt(v[4]) == 1}
 	if ms, err := strconv.ParseInt(fmt.Sprint(v[2]), 10, 64); err == nil && ms > 0 {
 		of.ConnectedAt = bridge.FormatTime(time.UnixMilli(ms))
+	}
+	// answered_at on the clock connected_at is on (contract section 2:
+	// both on Redis TIME), so that connected_at − answered_at is wait_ms
+	// whatever this host's clock says.
+	if len(v) == 6 && r.Status == bridge.StatusAnswered {
+		if ms, err := strconv.ParseInt(fmt.Sprint(v[5]), 10, 64); err == nil && ms > 0 {
+			r.AnsweredAt = bridge.FormatTime(time.UnixMilli(ms))
+		}
 	}
 	r.OperatorFields = of
 	return nil

@@ -246,3 +246,72 @@ func TestOperatorFieldsRealRedis(t *testing.T) {
 		t.Errorf("pacing log has %d entries, want 2", n)
 	}
 }
+
+// TestAnsweredAtOnRedisClock: with the queue manager in use, answered_at
+// and connected_at are both Redis's clock (contract section 2), so that
+// connected_at − answered_at is wait_ms on a host whose clock is 3 s off;
+// without the queue manager answered_at stays the daemon's.
+func TestAnsweredAtOnRedisClock(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	hostAnswer := t0.Add(-3 * time.Second) // this host's clock is 3 s behind Redis's
+	for _, qm := range []bool{true, false} {
+		t.Run("queue manager "+strconv.FormatBool(qm), func(t *testing.T) {
+			m, rdb := rqRedis(t)
+			ctx := rqCtx(t)
+			m.SetTime(t0)
+			q := NewQueue(rdb, rqPrefix, rqCell, rqInst, WithACDInbox(100),
+				WithOperatorFields(OperatorFieldsOptions{AbandonAfter: 2 * time.Second}),
+				WithClock(func() time.Time { return hostAnswer }))
+			raw := rqRaw("c1")
+			rqClaim(t, m, rqInst, raw)
+			c := rqCall("c1", raw, "tok")
+			if dup, err := q.Begin(ctx, c); err != nil || dup {
+				t.Fatalf("begin: %v %v", dup, err)
+			}
+			c.AnsweredAt = hostAnswer
+			if err := q.MarkAnswered(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if qm {
+				store, err := ACDOpen(ctx, rdb, rqPrefix, rqCell, ACDOptions{Instance: "qm"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				q.SetQueueManagerSeen(true)
+				at := t0.Add(1200 * time.Millisecond)
+				m.SetTime(at)
+				if err := store.Save(ctx, acd.Changes{}, []acd.Message{{Kind: acd.MsgAnswered, Call: "c1", Operator: "A"}}, at, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := &bridge.Result{ID: "c1", Cell: rqCell, Status: bridge.StatusAnswered, TalkMS: 60000,
+				DialedAt: bridge.FormatTime(hostAnswer.Add(-10 * time.Second)), AnsweredAt: bridge.FormatTime(hostAnswer),
+				EndedAt: bridge.FormatTime(hostAnswer.Add(time.Minute))}
+			if _, err := q.Finish(ctx, raw, r); err != nil {
+				t.Fatal(err)
+			}
+			got := rqList(t, m, q.Keys().Results())
+			if len(got) != 1 {
+				t.Fatalf("results: %q", got)
+			}
+			var back bridge.Result
+			if err := json.Unmarshal([]byte(got[0]), &back); err != nil {
+				t.Fatal(err)
+			}
+			if !qm {
+				if back.AnsweredAt != bridge.FormatTime(hostAnswer) {
+					t.Errorf("answered_at %s without the queue manager, want the daemon's %s", back.AnsweredAt, bridge.FormatTime(hostAnswer))
+				}
+				return
+			}
+			if back.OperatorFields == nil {
+				t.Fatalf("no operator fields: %s", got[0])
+			}
+			ans, conn := parseWire(back.AnsweredAt), parseWire(back.OperatorFields.ConnectedAt)
+			if !ans.Equal(t0) || conn.Sub(ans).Milliseconds() != back.OperatorFields.WaitMS || back.OperatorFields.WaitMS != 1200 {
+				t.Errorf("answered_at %s connected_at %s wait_ms %d, want answered_at %s and the difference 1200 ms",
+					back.AnsweredAt, back.OperatorFields.ConnectedAt, back.OperatorFields.WaitMS, bridge.FormatTime(t0))
+			}
+		})
+	}
+}
