@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -65,6 +66,11 @@ type Heartbeat struct {
 	self     proc.Identity
 	log      zerolog.Logger
 	health   *retry.Health
+	// lastRound is when Run last went round (unix ns), beat written or
+	// not: the systemd watchdog is fed only while it moves, because a
+	// heartbeat stuck while the claim loop goes on would let other
+	// daemons recover this one's live calls.
+	lastRound atomic.Int64
 }
 
 // NewHeartbeat builds the heartbeat of instance. info is called at every
@@ -87,8 +93,13 @@ func NewHeartbeat(rdb redis.UniversalClient, keys Keys, instance string, info fu
 		self: proc.Self(), log: zerolog.Nop(),
 	}
 	h.health = retry.NewHealth("redis", h.log)
+	h.lastRound.Store(time.Now().UnixNano())
 	return h
 }
+
+// LastRound is when the heartbeat last went round (written, or failed to
+// write: an outage is not a hang).
+func (h *Heartbeat) LastRound() time.Time { return time.Unix(0, h.lastRound.Load()) }
 
 // SetLogger sets where the heartbeat logs Redis outages (default: nowhere).
 // Call it before Run.
@@ -166,6 +177,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		} else {
 			h.health.Up()
 		}
+		h.lastRound.Store(time.Now().UnixNano())
 		select {
 		case <-ctx.Done():
 			return nil

@@ -119,3 +119,34 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("registered after Delete with claimed commands %v", reg)
 	}
 }
+
+// TestHeartbeatLastRound: the heartbeat's round (what the systemd watchdog
+// watches) moves while beats are written and while Redis is down (an
+// outage is not a hang), and stops with Run.
+func TestHeartbeatLastRound(t *testing.T) {
+	t.Parallel()
+	m, rdb := rqRedis(t)
+	ctx := rqCtx(t)
+	hb := NewHeartbeat(rdb, NewKeys(rqPrefix, rqCell), rqInst, nil, 10*time.Second, 20*time.Millisecond)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- hb.Run(runCtx) }()
+	moves := func(what string) {
+		t.Helper()
+		since := hb.LastRound()
+		rqEventually(t, 20*time.Second, what, func() bool { return hb.LastRound().After(since) })
+	}
+	moves("a round with Redis up")
+	m.SetError("LOADING Redis is loading the dataset in memory")
+	moves("a round with Redis refusing")
+	m.SetError("")
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	last := hb.LastRound()
+	time.Sleep(100 * time.Millisecond) // five periods: a running heartbeat would have gone round
+	if !hb.LastRound().Equal(last) {
+		t.Error("the round moved after Run returned")
+	}
+}

@@ -277,6 +277,7 @@ func (o *ops) loopsAlive(now time.Time, limit time.Duration) string {
 		loops = map[string]func() time.Time{
 			"claim loop":          o.d.cell.LastRound,
 			"confirmation reader": o.d.router.LastRound,
+			"heartbeat":           o.d.beat.LastRound,
 		}
 	}
 	for name, last := range loops {
