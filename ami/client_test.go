@@ -71,7 +71,7 @@ func TestStartLoginRefused(t *testing.T) {
 }
 
 func TestStartUnreachableThenUp(t *testing.T) {
-	port := freePort(t)
+	port := reservePort(t)
 	opts := testOptions("127.0.0.1", port)
 	c, buf := newClient(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -164,7 +164,7 @@ func TestOriginateOutcomes(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			req := request(strconv.Itoa(100+i) + "555")
 			if tc.timeout > 0 {
@@ -181,7 +181,9 @@ func TestOriginateOutcomes(t *testing.T) {
 					wantHangups++
 				}
 			}
-			evs, err := collect(w, 3*time.Second, func(evs []bridge.Event) bool {
+			// The calls last at most 300 ms; the deadline is for a loaded
+			// machine (seven parallel subtests under -race).
+			evs, err := collect(w, 10*time.Second, func(evs []bridge.Event) bool {
 				return count(evs, bridge.EventOriginateResponse) == 1 && count(evs, bridge.EventHangup) == wantHangups
 			})
 			if err != nil {
@@ -244,7 +246,8 @@ func TestOriginateOutcomes(t *testing.T) {
 func TestOriginateEitherOrder(t *testing.T) {
 	srv := newSim(t, amisim.Config{Rules: []amisim.Rule{{Outcome: amisim.OutcomeBusy}}, ShuffleSeed: 42})
 	c, _ := startClient(t, srv, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// One deadline for 30 calls in a row: generous for a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	var before, after int
@@ -253,7 +256,7 @@ func TestOriginateEitherOrder(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Originate: %v", err)
 		}
-		evs, err := collect(w, 2*time.Second, func(evs []bridge.Event) bool {
+		evs, err := collect(w, 10*time.Second, func(evs []bridge.Event) bool {
 			return count(evs, bridge.EventOriginateResponse) == 1 && count(evs, bridge.EventHangup) == 2
 		})
 		w.Close()
@@ -527,7 +530,7 @@ func TestDropConnections(t *testing.T) {
 	}})
 	const minBackoff = 100 * time.Millisecond
 	c, buf := startClient(t, srv, func(o *Options) { o.MinBackoff = minBackoff })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	w, err := c.Originate(ctx, request("71"))
@@ -535,7 +538,7 @@ func TestDropConnections(t *testing.T) {
 		t.Fatalf("Originate: %v", err)
 	}
 	defer w.Close()
-	if _, err := collect(w, 2*time.Second, func(evs []bridge.Event) bool {
+	if _, err := collect(w, 10*time.Second, func(evs []bridge.Event) bool {
 		return count(evs, bridge.EventOriginateResponse) == 1
 	}); err != nil {
 		t.Fatal(err)
@@ -543,7 +546,7 @@ func TestDropConnections(t *testing.T) {
 
 	dropped := time.Now()
 	srv.DropConnections()
-	evs, err := collect(w, 5*time.Second, func(evs []bridge.Event) bool {
+	evs, err := collect(w, 30*time.Second, func(evs []bridge.Event) bool {
 		return count(evs, bridge.EventRestored) == 1
 	})
 	if err != nil {
@@ -591,7 +594,7 @@ func TestRepeatedDrops(t *testing.T) {
 		o.MinBackoff = 20 * time.Millisecond
 		o.MaxBackoff = time.Second
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := range 4 {
 		srv.DropConnections()
@@ -697,10 +700,13 @@ func TestConcurrentOriginates(t *testing.T) {
 // another session can send.
 func TestSlowSessionDoesNotStall(t *testing.T) {
 	srv := newSim(t, amisim.Config{Rules: []amisim.Rule{
-		{Prefix: "8", Outcome: amisim.OutcomeFailed, ResponseDelay: 1500 * time.Millisecond},
+		// The slow Response must still be awaited once the 20 fast
+		// originates are done, even when a loaded machine makes each of
+		// them take a while: at 1.5 s it sometimes was not.
+		{Prefix: "8", Outcome: amisim.OutcomeFailed, ResponseDelay: 5 * time.Second},
 		{Outcome: amisim.OutcomeFailed},
 	}})
-	c, _ := startClient(t, srv, func(o *Options) { o.Connections = 2; o.CommandResponse = 3 * time.Second })
+	c, _ := startClient(t, srv, func(o *Options) { o.Connections = 2; o.CommandResponse = 10 * time.Second })
 	ctx := context.Background()
 
 	slow := make(chan error, 1)
@@ -722,7 +728,8 @@ func TestSlowSessionDoesNotStall(t *testing.T) {
 			t.Fatalf("fast originate %d: %v", i, err)
 		}
 		w.Close()
-		if d := time.Since(t0); d > 500*time.Millisecond {
+		// Queued behind the slow one it would take about 5 s.
+		if d := time.Since(t0); d > 2*time.Second {
 			t.Errorf("fast originate %d took %s behind a slow one", i, d)
 		}
 	}

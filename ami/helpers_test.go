@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,7 +126,9 @@ func startClient(t testing.TB, srv *amisim.Server, mod func(*Options)) (*Client,
 		mod(&opts)
 	}
 	c, buf := newClient(t, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Start returns once every session is up; the deadline only bounds a
+	// failure, so it is generous for a loaded machine under -race.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -217,14 +219,29 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// freePort returns a local port nothing listens on.
-func freePort(t testing.TB) int {
+// reservePort returns a loopback port nothing listens on yet, kept for the
+// test: a socket with SO_REUSEADDR stays bound to it but never listens, so
+// connections are refused, the kernel gives the port to no other socket
+// asking for port 0 (a parallel test's listener, an outgoing connection),
+// and the test's own server can still listen on it later (Go's listeners
+// set SO_REUSEADDR too). A port merely closed again could be taken
+// meanwhile.
+func reservePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
