@@ -347,7 +347,7 @@ func TestWatchNotify(t *testing.T) {
 			if got != want {
 				t.Fatalf("fired %q, want %q", got, want)
 			}
-		case <-time.After(2 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Fatalf("%q never fired", want)
 		}
 	}
