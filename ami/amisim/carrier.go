@@ -215,8 +215,12 @@ func (t *trunkState) release() {
 	t.mu.Unlock()
 }
 
-func (t *trunkState) arrived(now time.Time) {
+// arrived records an Originate. The time is read under the lock: read
+// before it, by sessions racing on a loaded machine, times were appended
+// out of order and OriginateTimes promises them in order.
+func (t *trunkState) arrived(clock func() time.Time) {
 	t.mu.Lock()
+	now := clock()
 	if len(t.arrivals) >= maxArrivals {
 		n := copy(t.arrivals, t.arrivals[len(t.arrivals)/2:])
 		t.arrivals = t.arrivals[:n]

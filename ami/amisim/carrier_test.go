@@ -683,8 +683,16 @@ func TestCarrierConcurrentSessions(t *testing.T) {
 	if st.Originates != sessions*each || st.Admitted != cps || st.RejectedCPS != sessions*each-cps {
 		t.Fatalf("stats %+v", st)
 	}
-	if n := MaxInWindow(srv.OriginateTimes("gw"), time.Second); n != sessions*each {
+	times := srv.OriginateTimes("gw")
+	if n := MaxInWindow(times, time.Second); n != sessions*each {
 		t.Fatalf("MaxInWindow %d", n)
+	}
+	// In order although the sessions' Originates raced (tests take
+	// times[0] for the first and the last for the end of a run).
+	for i := 1; i < len(times); i++ {
+		if times[i].Before(times[i-1]) {
+			t.Fatalf("OriginateTimes out of order at %d: %s before %s", i, times[i], times[i-1])
+		}
 	}
 	for _, r := range srv.Originates() {
 		if r.Trunk != "gw" {

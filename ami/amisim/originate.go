@@ -60,7 +60,7 @@ func (ss *session) actionOriginate(m *message, id string) bool {
 	channel := m.get("Channel")
 	trunk, endpoint := srv.route(channel)
 	if trunk != nil {
-		trunk.arrived(srv.now())
+		trunk.arrived(srv.now)
 	}
 	rec := OriginateRecord{
 		ActionID:  id,
