@@ -217,8 +217,10 @@ func TestAdoptedCallsTakeSlots(t *testing.T) {
 		t.Fatal("Recover returned with two adopted calls and one slot")
 	default:
 	}
+	// The event carries its own time, so a loaded machine pausing the test
+	// between the two cannot move it from the one checked below.
 	hung := time.Now()
-	d.watch(chID(second)).deliver(Event{Kind: EventHangup, Leg: 1, Cause: 16})
+	d.watch(chID(second)).deliver(Event{Kind: EventHangup, Leg: 1, Cause: 16, At: hung})
 	time.Sleep(200 * time.Millisecond)
 	if c.InFlight() != 1 {
 		t.Fatalf("in flight %d with threads 1", c.InFlight())
@@ -260,9 +262,16 @@ func TestAdoptedCallsDrainAtStop(t *testing.T) {
 			st, d := newFakeStore(), newFakeLister()
 			st.orphan("g1", "answered", testPBX, "answered_at", FormatTime(time.Now()))
 			d.channels = []LiveChannel{{Channel: "P/1", Uniqueid: chID("g1"), State: 6}}
+			// The call that hangs up must do so within the grace even when a
+			// loaded machine stalls the test: Run returns at its result, so
+			// a long grace costs nothing there.
+			grace := 2 * time.Second
+			if hangsUp {
+				grace = 30 * time.Second
+			}
 			c := NewCell(Options{
 				Cell: "101", Instance: "me", Threads: 2, PBX: testPBX, HangupGrace: 50 * time.Millisecond,
-				ShutdownGrace: 2 * time.Second,
+				ShutdownGrace: grace,
 			}, st, fakeConfirms{}, d, zerolog.Nop())
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
