@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +87,9 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 	if err != nil {
 		t.Fatalf("rules: %v", err)
 	}
-	h.sim, err = amisim.New(amisim.Config{Rules: rules, AuthDelay: 50 * time.Millisecond})
+	// On a reserved port: tests close the simulator (AMI down) and some
+	// start it again there.
+	h.sim, err = amisim.New(amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(reservePort(t)), Rules: rules, AuthDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,15 +702,32 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-// freePort is a TCP port nothing listens on (the kernel's choice for port 0).
-func freePort(t *testing.T) int {
+// reservePort is a loopback port nothing listens on yet, kept for the
+// test: a socket with SO_REUSEADDR stays bound to it but never listens, so
+// connections to it are refused, the kernel gives it to no other socket
+// asking for port 0 (a parallel test's miniredis or simulator, an outgoing
+// connection), and the test's own server can listen on it, stop and
+// listen again (Go's listeners and redis-server set SO_REUSEADDR too). A
+// port merely closed again could be taken by another test meanwhile, and
+// the daemon would then talk to that test's server.
+func reservePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // TestBinaryStartFailureIsOneLine runs the built binary: a bad setting gives

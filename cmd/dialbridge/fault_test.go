@@ -309,7 +309,7 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	dir := t.TempDir()
-	port := freePort(t)
+	port := reservePort(t) // kept while Redis is down: restarted on it
 	srv := startRedis(t, port, dir)
 	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, redisAddr: srv.addr(),
 		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})

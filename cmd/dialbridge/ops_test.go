@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,11 +61,12 @@ func newOpsHarness(t *testing.T, rules string) *opsHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.simCfg = amisim.Config{Rules: r, AuthDelay: 50 * time.Millisecond}
+	// On a reserved port: tests close the simulator and start it again
+	// there (restartSim).
+	h.simCfg = amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(reservePort(t)), Rules: r, AuthDelay: 50 * time.Millisecond}
 	if h.sim, err = amisim.New(h.simCfg); err != nil {
 		t.Fatal(err)
 	}
-	h.simCfg.Addr = h.sim.Addr()
 	t.Cleanup(func() { h.sim.Close() })
 	h.s = testSettings(t, h.mr.Addr(), h.sim.Port(), 20)
 	h.s.Queues = append(h.s.Queues, config.Queue{Name: "202", Threads: 5})

@@ -27,19 +27,11 @@ func authRedis(t *testing.T) (string, int) {
 }
 
 // restartSim starts the AMI simulator again on the address it had. The
-// port is free once the old one closed, but until it is bound again any
-// outgoing connection of the machine may take it as its ephemeral port:
-// retry for a while instead of failing on that coincidence.
+// harnesses start it on a port reserved for the test (reservePort), so no
+// other socket took the port while the simulator was down.
 func restartSim(t *testing.T, cfg amisim.Config) (*amisim.Server, error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sim, err := amisim.New(cfg)
-		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
-			return sim, err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return amisim.New(cfg)
 }
 
 // notes collects sd_notify messages.
@@ -75,7 +67,7 @@ func TestStartWaitsForRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	port := freePort(t)
+	port := reservePort(t)
 	s := testSettings(t, "127.0.0.1:"+strconv.Itoa(port), sim.Port(), 5)
 	var n notes
 	type started struct {
