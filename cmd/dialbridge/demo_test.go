@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -13,30 +12,60 @@ import (
 	"github.com/multcall/dialbridge/redisq"
 )
 
-// TestDemoPlain runs the whole demo for a few seconds with stdout not a
-// terminal: the bridge dials, answered calls reach the queue manager, the
-// simulated operators answer them, and the final snapshot shows it all.
+// TestDemoPlain runs the whole demo with stdout not a terminal until the
+// bridge has dialed, answered calls have reached the queue manager and the
+// simulated operators have answered and finished some, then stops it: the
+// final snapshot shows it all. It waits for those rather than running a
+// fixed few seconds, which a loaded machine can spend starting up.
 func TestDemoPlain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	daemons := make(chan *daemon, 1)
 	var log []string
 	var stats map[string]string
+	readLog := func(rdb redis.UniversalClient) []string {
+		var log []string
+		msgs, _ := rdb.XRange(context.Background(), redisq.ACDKey("dialbridge", "101", "log"), "-", "+").Result()
+		for _, m := range msgs {
+			s, _ := m.Values["message"].(string)
+			log = append(log, s)
+		}
+		return log
+	}
+	wantLog := []string{" received", " answered by operator ", " finished and operator "}
 	o := demoOptions{
 		cell: "101", threads: 50, rate: 25, operators: "3", ringTimeout: time.Second,
-		rules: demoMix(400 * time.Millisecond),
-		ops:   opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Reject: 0.2, Ignore: 0.1, Seed: 7},
+		rules:    demoMix(400 * time.Millisecond),
+		ops:      opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Reject: 0.2, Ignore: 0.1, Seed: 7},
+		onDaemon: func(d *daemon) { daemons <- d },
 		inspect: func(rdb redis.UniversalClient) {
-			c := context.Background()
-			msgs, _ := rdb.XRange(c, redisq.ACDKey("dialbridge", "101", "log"), "-", "+").Result()
-			for _, m := range msgs {
-				s, _ := m.Values["message"].(string)
-				log = append(log, s)
-			}
-			stats, _ = rdb.HGetAll(c, redisq.NewKeys("dialbridge", "101").Stats()).Result()
+			log = readLog(rdb)
+			stats, _ = rdb.HGetAll(context.Background(), redisq.NewKeys("dialbridge", "101").Stats()).Result()
 		},
 	}
-	var out bytes.Buffer
-	if err := demo(ctx, &out, o); err != nil {
+	out := &queueBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- demo(ctx, out, o) }()
+	var d *daemon
+	select {
+	case d = <-daemons:
+	case err := <-done:
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: d.settings.Redis.Addr()})
+	defer rdb.Close()
+	waitFor(t, 60*time.Second, "answered calls finished by the operators", func() bool {
+		st, _ := rdb.HGetAll(context.Background(), redisq.NewKeys("dialbridge", "101").Stats()).Result()
+		joined := strings.Join(readLog(rdb), "\n")
+		for _, want := range wantLog {
+			if !strings.Contains(joined, want) {
+				return false
+			}
+		}
+		return st["results"] != "" && st["answered"] != ""
+	})
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	txt := out.String()
@@ -53,7 +82,7 @@ func TestDemoPlain(t *testing.T) {
 		t.Errorf("no results or no answered calls: %v", stats)
 	}
 	joined := strings.Join(log, "\n")
-	for _, want := range []string{" received", " answered by operator ", " finished and operator "} {
+	for _, want := range wantLog {
 		if !strings.Contains(joined, want) {
 			t.Errorf("the queue manager's log has no %q:\n%s", want, joined)
 		}
