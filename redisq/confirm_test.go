@@ -233,7 +233,7 @@ func TestRouterDropsMalformed(t *testing.T) {
 	if !ok || c.ID != "ok1" || c.CallCode != "12345678901234567890123" {
 		t.Fatalf("got %+v %v", c, ok)
 	}
-	rqEventually(t, 5*time.Second, "confirm_invalid counted", func() bool {
+	rqEventually(t, 30*time.Second, "confirm_invalid counted", func() bool {
 		return rqStats(t, rdb)["confirm_invalid"] == int64(len(bad))
 	})
 	out := logs.String()
@@ -281,7 +281,7 @@ func TestRouterCountsUnknown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rqEventually(t, 5*time.Second, "confirm_unknown = 4", func() bool {
+	rqEventually(t, 30*time.Second, "confirm_unknown = 4", func() bool {
 		return rqStats(t, rdb)["confirm_unknown"] == 4
 	})
 	time.Sleep(100 * time.Millisecond)
@@ -297,7 +297,7 @@ func TestRouterCountsUnknown(t *testing.T) {
 	if _, err := m.Lpush(k.Confirm(), rqConfirm("next", "2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := rqRecv(t, ch, 5*time.Second); !ok {
+	if _, ok := rqRecv(t, ch, 30*time.Second); !ok {
 		t.Fatal("router stuck after a failed script")
 	}
 	for _, key := range m.Keys() {
@@ -331,7 +331,7 @@ func TestRouterForwards(t *testing.T) {
 	if _, err := m.Lpush(k.Confirm(), msg); err != nil {
 		t.Fatal(err)
 	}
-	rqEventually(t, 5*time.Second, "forward to a's private list", func() bool {
+	rqEventually(t, 30*time.Second, "forward to a's private list", func() bool {
 		l := rqList(t, m, k.ConfirmFor(a))
 		return len(l) == 1 && l[0] == msg
 	})
@@ -341,7 +341,7 @@ func TestRouterForwards(t *testing.T) {
 	stopB()
 
 	rqRun(t, ra)
-	c, ok := rqRecv(t, ch, 5*time.Second)
+	c, ok := rqRecv(t, ch, 30*time.Second)
 	if !ok || c.ID != "x1" || c.CallCode != "777" {
 		t.Fatalf("a got %+v %v", c, ok)
 	}
@@ -381,7 +381,7 @@ func TestRouterNeverPingPongs(t *testing.T) {
 	if _, err := m.Lpush(k.ConfirmFor(b), rqConfirm("y2", "2")); err != nil {
 		t.Fatal(err)
 	}
-	rqEventually(t, 5*time.Second, "both counted unknown", func() bool {
+	rqEventually(t, 30*time.Second, "both counted unknown", func() bool {
 		return rqStats(t, rdb)["confirm_unknown"] == 2
 	})
 	time.Sleep(600 * time.Millisecond) // a ping-pong would show by now
@@ -422,7 +422,7 @@ func TestRouterHandsBackUnread(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rqEventually(t, 5*time.Second, "delivery to b's registrations", func() bool {
+	rqEventually(t, 30*time.Second, "delivery to b's registrations", func() bool {
 		return len(chB1) == 1 && len(chB2) == 1 && len(chY) == 1 && len(chYdup) == 1
 	})
 	// y1's call reads it; its duplicate gives it back unread: nothing more.
@@ -439,14 +439,14 @@ func TestRouterHandsBackUnread(t *testing.T) {
 		t.Fatal("handed back while another registration could still read it")
 	}
 	cancelB2()
-	rqEventually(t, 5*time.Second, "forward to a", func() bool {
+	rqEventually(t, 30*time.Second, "forward to a", func() bool {
 		return len(rqList(t, m, k.ConfirmFor(a))) == 1
 	})
 	ra := NewConfirmRouter(rdb, rqPrefix, rqCell, a, zerolog.Nop())
 	chA, cancelA := ra.Expect("z1")
 	defer cancelA()
 	rqRun(t, ra)
-	got, ok := rqRecv(t, chA, 5*time.Second)
+	got, ok := rqRecv(t, chA, 30*time.Second)
 	if !ok || got.CallCode != "55" {
 		t.Fatalf("a got %+v %v", got, ok)
 	}
@@ -467,7 +467,7 @@ func TestRouterSurvivesOutage(t *testing.T) {
 	if _, err := m.Lpush(k.Confirm(), rqConfirm("before", "1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := rqRecv(t, ch1, 5*time.Second); !ok {
+	if _, ok := rqRecv(t, ch1, 30*time.Second); !ok {
 		t.Fatal("no delivery before the outage")
 	}
 
@@ -490,7 +490,7 @@ func TestRouterSurvivesOutage(t *testing.T) {
 	if !ok || c.CallCode != "2" {
 		t.Fatalf("after the outage: %+v %v\n%s", c, ok, logs.String())
 	}
-	rqEventually(t, 5*time.Second, "counter after the outage", func() bool {
+	rqEventually(t, 30*time.Second, "counter after the outage", func() bool {
 		return rqStats(t, rdb)["confirm_invalid"] == 1
 	})
 	stop()

@@ -26,9 +26,9 @@ func TestHeartbeat(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- hb.Run(runCtx) }()
 
-	rqEventually(t, 2*time.Second, "first beat", func() bool { return m.Exists(k.Instance(rqInst)) })
+	rqEventually(t, 30*time.Second, "first beat", func() bool { return m.Exists(k.Instance(rqInst)) })
 	inFlight.Store(7)
-	rqEventually(t, 2*time.Second, "in_flight updated", func() bool { return m.HGet(k.Instance(rqInst), "in_flight") == "7" })
+	rqEventually(t, 30*time.Second, "in_flight updated", func() bool { return m.HGet(k.Instance(rqInst), "in_flight") == "7" })
 	key := k.Instance(rqInst)
 	host, _ := os.Hostname()
 	for f, want := range map[string]string{

@@ -225,13 +225,13 @@ func realRedisSteps(t *testing.T, rdb redis.UniversalClient, cell string) {
 	defer stop()
 	go func() { _ = rb.Run(runCtx) }()
 	must(rdb.LPush(ctx, k.Confirm(), rqConfirm("r3", "3333"), rqConfirm("nobody", "1")).Err())
-	rqEventually(t, 5*time.Second, "forwarded", func() bool { return llen(k.ConfirmFor(a)) == 1 })
+	rqEventually(t, 30*time.Second, "forwarded", func() bool { return llen(k.ConfirmFor(a)) == 1 })
 	go func() { _ = ra.Run(runCtx) }()
-	got, ok := rqRecv(t, ch, 5*time.Second)
+	got, ok := rqRecv(t, ch, 30*time.Second)
 	if !ok || got.CallCode != "3333" {
 		t.Fatalf("got %+v %v", got, ok)
 	}
-	rqEventually(t, 5*time.Second, "unknown counted", func() bool {
+	rqEventually(t, 30*time.Second, "unknown counted", func() bool {
 		s, _ := ReadStats(ctx, rdb, k)
 		return s["confirm_unknown"] == 1 && s["confirm_forwarded"] == 1
 	})
