@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,9 +179,7 @@ func TestTCPTranscript(t *testing.T) {
 }
 
 func TestClientNoServer(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := refusingAddr(t)
 	err := RunClient(context.Background(), addr, ClientOptions{}, strings.NewReader("call 1\n"), new(bytes.Buffer), new(bytes.Buffer))
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the queue manager") {
 		t.Fatalf("%v", err)
@@ -275,7 +274,7 @@ func TestBasicRingTimeout(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- RunBasic(context.Background(), e, pr, &out, &out, false) }()
 	pw.Write([]byte("call 1\n"))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	want := "Call 1 received\nCall 1 ringing for operator A\nCall 1 ignored by operator A\nCall 1 ringing for operator B\n"
 	for !strings.HasPrefix(out.String(), want) {
 		if time.Now().After(deadline) {
@@ -657,6 +656,27 @@ func TestInbox(t *testing.T) {
 }
 
 // --- helpers -------------------------------------------------------------
+
+// refusingAddr is a loopback address that refuses connections for the whole
+// test: a socket is bound to it but never listens, so the kernel answers
+// RST and no parallel test's server on port 0 can be given it. A port
+// merely closed again could be.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
