@@ -367,7 +367,7 @@ func TestHealthz(t *testing.T) {
 	if err := f.mr.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, _ := f.do(t, "GET", "/healthz", "")
 		if code == 200 {
