@@ -35,6 +35,15 @@ type Admission interface {
 	Wake() <-chan struct{}
 }
 
+// Holder is implemented by admissions that can hold everything back at
+// once (the replicas not acknowledging). A blocking claim already waiting
+// when such a hold began returns a command the admission never let
+// through: the claim loop asks Holding after each blocking claim and gives
+// that command back to the front of the dial list.
+type Holder interface {
+	Holding() bool
+}
+
 // AdmissionRetry is how often a claim loop held back by an admission asks
 // again without being woken.
 const AdmissionRetry = 100 * time.Millisecond

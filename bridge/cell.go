@@ -310,10 +310,11 @@ func (c *Cell) claimLoop(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		adm := c.newAdmitted()
-		// The BLMOVE may have been waiting when AMI went down: give the
-		// command back (front of the queue, it was first) rather than
-		// hold it in memory while nothing can be dialed.
-		if !c.dialer.Ready() && c.unclaim(callCtx, raw) {
+		// The BLMOVE may have been waiting when AMI went down, or when an
+		// admission began to hold everything back: give the command back
+		// (front of the queue, it was first) rather than hold it in memory
+		// while nothing can be dialed.
+		if (!c.dialer.Ready() || c.admissionHolds()) && c.unclaim(callCtx, raw) {
 			c.giveBack()
 			adm.release(nil)
 			continue
@@ -491,6 +492,17 @@ func sanitizeID(s string) string {
 
 // Options returns the options in force (defaults applied).
 func (c *Cell) Options() Options { return c.opt }
+
+// admissionHolds reports whether an admission holds everything back now
+// (Holder).
+func (c *Cell) admissionHolds() bool {
+	for _, a := range c.adm {
+		if h, ok := a.(Holder); ok && h.Holding() {
+			return true
+		}
+	}
+	return false
+}
 
 // unclaim puts a command just claimed back at the front of the dial list.
 // It reports false when the store cannot, or Redis failed: the command is

@@ -139,6 +139,10 @@ func (d *Durable) Admit(_ context.Context, want int) (int, error) {
 	return want, nil
 }
 
+// Holding implements bridge.Holder: while the replicas do not
+// acknowledge, a command a blocking claim returned goes back to dial.
+func (d *Durable) Holding() bool { return d.health.IsDown() }
+
 // Unused implements bridge.Admission (nothing to give back).
 func (d *Durable) Unused(int) {}
 
