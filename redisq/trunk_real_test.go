@@ -82,11 +82,12 @@ func trSaturate(t *testing.T, ls []*TrunkLimiter, waiters int, d time.Duration) 
 				defer wg.Done()
 				for n := 0; ctx.Err() == nil; n++ {
 					lease := fmt.Sprintf("d%d-w%d-%d", li, w, n)
-					g, err := l.Acquire(ctx, lease)
+					// Not ctx: a script cut off by the run's end may have
+					// granted, and its grant would go uncounted (the gate,
+					// which the daemon uses, never cuts one off either).
+					g, err := l.Acquire(context.Background(), lease)
 					if err != nil {
-						if ctx.Err() == nil {
-							errs <- err
-						}
+						errs <- err
 						return
 					}
 					switch g.Refused {
@@ -254,11 +255,12 @@ func TestTrunkChannelCapOnRealRedis(t *testing.T) {
 				defer wg.Done()
 				for n := 0; ctx.Err() == nil; n++ {
 					lease := fmt.Sprintf("d%d-w%d-%d", li, w, n)
-					g, err := l.Acquire(ctx, lease)
+					// Not ctx: a script cut off by the run's end may have
+					// granted a slot nobody would release (it stayed
+					// held in a loaded CI run).
+					g, err := l.Acquire(context.Background(), lease)
 					if err != nil {
-						if ctx.Err() == nil {
-							t.Error(err)
-						}
+						t.Error(err)
 						return
 					}
 					if !g.OK {
