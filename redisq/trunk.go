@@ -194,43 +194,68 @@ func (l *TrunkLimiter) AcquireUnlessOpen(ctx context.Context, lease, breakerKey 
 // acquire takes a slot and a token; with ahead > 0 a token whose turn comes
 // within ahead is reserved (granted with its Delay) instead of refused.
 func (l *TrunkLimiter) acquire(ctx context.Context, lease, breakerKey string, ahead time.Duration) (TrunkGrant, error) {
-	if lease == "" && l.lim.MaxChannels > 0 {
-		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
+	gs, err := l.acquireN(ctx, []string{lease}, breakerKey, ahead)
+	if err != nil {
+		return TrunkGrant{}, err
+	}
+	return gs[0], nil
+}
+
+// acquireN is acquire for several leases in order, in one script: the
+// grants of the leading leases the trunk can serve now, then the refusal
+// (for want of a token or a channel) that stopped it, if one did; the
+// leases after a refusal were not asked and took nothing. A breaker not
+// closed refuses them all (but held ones). It returns at least one answer.
+func (l *TrunkLimiter) acquireN(ctx context.Context, leases []string, breakerKey string, ahead time.Duration) ([]TrunkGrant, error) {
+	if len(leases) == 0 {
+		return nil, fmt.Errorf("trunk %s: acquire: no lease", l.keys.Name())
+	}
+	args := make([]any, 0, 5+len(leases))
+	args = append(args, l.interval, l.tau, l.lim.MaxChannels, l.leaseTTL.Microseconds(), ahead.Microseconds())
+	for _, lease := range leases {
+		if lease == "" && l.lim.MaxChannels > 0 {
+			return nil, fmt.Errorf("trunk %s: acquire: a lease id is required with max_channels", l.keys.Name())
+		}
+		args = append(args, lease)
 	}
 	k := l.keys
 	keys := []string{k.TAT(), k.Leases(), k.Stats()}
 	if breakerKey != "" {
 		keys = append(keys, breakerKey)
 	}
-	v, err := l.steps.run(ctx, trunkAcquireScript, keys,
-		l.interval, l.tau, l.lim.MaxChannels, lease, l.leaseTTL.Microseconds(), ahead.Microseconds()).Slice()
+	v, err := l.steps.run(ctx, trunkAcquireScript, keys, args...).Slice()
 	if err != nil {
-		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
+		return nil, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
 	}
-	if len(v) != 5 {
-		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: unexpected reply %v", k.Name(), v)
+	n := (len(v) - 2) / 3
+	if len(v) < 5 || (len(v)-2)%3 != 0 || n > len(leases) {
+		return nil, fmt.Errorf("trunk %s: acquire: unexpected reply %v", k.Name(), v)
 	}
-	code, wait, chans := trunkInt(v[0]), trunkInt(v[1]), trunkInt(v[4])
-	at, err := trunkTime(v[2], v[3])
+	at, err := trunkTime(v[0], v[1])
 	if err != nil {
-		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
+		return nil, fmt.Errorf("trunk %s: acquire: %w", k.Name(), err)
 	}
-	g := TrunkGrant{At: at, Channels: int(chans)}
-	switch code {
-	case 1:
-		g.OK, g.Delay = true, time.Duration(max(wait, 0))*time.Microsecond
-	case 4:
-		g.OK, g.Held = true, true
-	case 2:
-		g.Refused, g.Wait = TrunkNoToken, time.Duration(max(wait, 0))*time.Microsecond
-	case 3:
-		g.Refused, g.Wait = TrunkNoChannel, time.Duration(max(wait, 0))*time.Microsecond
-	case 5:
-		g.Refused = TrunkBreaker
-	default:
-		return TrunkGrant{}, fmt.Errorf("trunk %s: acquire: unexpected code %d", k.Name(), code)
+	gs := make([]TrunkGrant, n)
+	for i := range gs {
+		code, wait, chans := trunkInt(v[2+3*i]), trunkInt(v[3+3*i]), trunkInt(v[4+3*i])
+		g := TrunkGrant{At: at, Channels: int(chans)}
+		switch code {
+		case 1:
+			g.OK, g.Delay = true, time.Duration(max(wait, 0))*time.Microsecond
+		case 4:
+			g.OK, g.Held = true, true
+		case 2:
+			g.Refused, g.Wait = TrunkNoToken, time.Duration(max(wait, 0))*time.Microsecond
+		case 3:
+			g.Refused, g.Wait = TrunkNoChannel, time.Duration(max(wait, 0))*time.Microsecond
+		case 5:
+			g.Refused = TrunkBreaker
+		default:
+			return nil, fmt.Errorf("trunk %s: acquire: unexpected code %d", k.Name(), code)
+		}
+		gs[i] = g
 	}
-	return g, nil
+	return gs, nil
 }
 
 // Release gives back the slots of leases: call it when the call's result is

@@ -12,8 +12,10 @@ import "github.com/redis/go-redis/v9"
 //     microsecond timestamp (16 digits);
 //   - every key is in KEYS, all under the trunk's hash tag.
 
-// trunkAcquireScript takes a channel slot and a token for one Originate, or
-// neither.
+// trunkAcquireScript takes, for each of N Originates in order, a channel
+// slot and a token, or neither: one script serves a daemon's tryDirect
+// (N = 1) and its gate's waiter, which grants every call queued behind a
+// saturated trunk's token in one round trip instead of one each.
 //
 //	KEYS[1] tat   KEYS[2] leases   KEYS[3] stats
 //	KEYS[4] (optional) the host's breaker, peeked: a breaker stored open or
@@ -22,22 +24,30 @@ import "github.com/redis/go-redis/v9"
 //	        as it nearly always is, one round trip per Originate suffices
 //	ARGV[1] emission interval µs (1/cps; 0 = no rate limit)
 //	ARGV[2] tolerance µs ((burst-1) × interval)
-//	ARGV[3] max channels (0 = no cap)   ARGV[4] lease id ("" = take no slot)
-//	ARGV[5] lease TTL µs
-//	ARGV[6] (optional) most µs a token may be reserved ahead (0: none)
+//	ARGV[3] max channels (0 = no cap)   ARGV[4] lease TTL µs
+//	ARGV[5] most µs a token may be reserved ahead (0: none)
+//	ARGV[6…] lease ids, in the order they are to be served ("" = take no slot)
 //
-// Returns {code, wait µs, TIME seconds, TIME µs, channels in use}; code 1
-// granted (wait > 0: reserved, the Originate must not be written before
-// wait µs from TIME), 2 no token, 3 no channel, 4 granted earlier (the lease is already
-// held: this is a retry whose first reply was lost, so no second token),
-// 5 the breaker is not closed (nothing taken).
+// Returns {TIME seconds, TIME µs, then per lease processed: code, wait µs,
+// channels in use after it}; code 1 granted (wait > 0: reserved, the
+// Originate must not be written before wait µs from TIME), 2 no token, 3 no
+// channel, 4 granted earlier (the lease is already held: this is a retry
+// whose first reply was lost, so no second token), 5 the breaker is not
+// closed (nothing taken). Leases are processed until the first refusal for
+// want of a token or a channel: a later one may not pass an earlier one, and
+// a refusal takes nothing, so the unprocessed ones are simply asked again
+// after the refusal's wait. A breaker not closed refuses every lease but
+// held ones (code 4): each would be refused the same.
 //
 // The rate is GCRA: tat is when the schedule of Originates is booked up to.
 // A request at now is granted when tat − now ≤ tolerance, and books one
 // interval more: tat = max(tat, now) + interval. n grants in any window of
 // length W then satisfy (n−1)·interval ≤ W + tolerance, i.e.
 // n ≤ burst + W·cps: at cps 4, burst 1, W 0.97 s, at most 4. Refused, the
-// caller can come back exactly when tat − tolerance is now.
+// caller can come back exactly when tat − tolerance is now. N leases in one
+// script are exactly N scripts at the same instant, so the bound holds
+// whatever N; the reserve-ahead window (ahead) is what lets more than burst
+// of them pass, each with its own delay one interval after the previous.
 //
 // Expired leases are purged first, so a dead daemon's slots count again as
 // soon as they expire; the slot is checked before the token, and nothing is
@@ -46,54 +56,75 @@ var trunkAcquireScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2])
-local maxch, lease, ttl = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local maxch, ttl, ahead = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) or 0
 local function int(x) return string.format('%d', x) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 local chans = redis.call('ZCARD', KEYS[2])
-if lease ~= '' and redis.call('ZSCORE', KEYS[2], lease) then
-  return {4, 0, t[1], t[2], chans}
-end
+local closed = true
 if KEYS[4] then
   local mode = redis.call('HGET', KEYS[4], 'mode')
-  if mode == 'open' or mode == 'half_open' then
-    return {5, 0, t[1], t[2], chans}
-  end
+  closed = not (mode == 'open' or mode == 'half_open')
 end
-if maxch > 0 and chans >= maxch then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  redis.call('HINCRBY', KEYS[3], 'no_channel', 1)
-  return {3, tonumber(first[2]) - now, t[1], t[2], chans}
-end
-local delay = 0
+local tat
 if interval > 0 then
-  local ahead = tonumber(ARGV[6] or '0') or 0
-  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   if tat < now then tat = now end
-  if tat - now > tau then
-    delay = tat - tau - now
-    if delay > ahead then
-      redis.call('HINCRBY', KEYS[3], 'no_token', 1)
-      return {2, delay - ahead, t[1], t[2], chans}
+end
+local out, granted, slots = {t[1], t[2]}, 0, 0
+local function reply(code, wait)
+  out[#out + 1] = code
+  out[#out + 1] = wait
+  out[#out + 1] = chans
+end
+for i = 6, #ARGV do
+  local lease = ARGV[i]
+  if lease ~= '' and redis.call('ZSCORE', KEYS[2], lease) then
+    reply(4, 0)
+  elseif not closed then
+    reply(5, 0)
+  elseif maxch > 0 and chans >= maxch then
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    redis.call('HINCRBY', KEYS[3], 'no_channel', 1)
+    reply(3, tonumber(first[2]) - now)
+    break
+  else
+    local delay = 0
+    if interval > 0 and tat - now > tau then
+      delay = tat - tau - now
+      if delay > ahead then
+        redis.call('HINCRBY', KEYS[3], 'no_token', 1)
+        reply(2, delay - ahead)
+        break
+      end
     end
+    if interval > 0 then tat = tat + interval end
+    if lease ~= '' then
+      redis.call('ZADD', KEYS[2], int(now + ttl), lease)
+      chans = chans + 1
+      slots = slots + 1
+    end
+    granted = granted + 1
+    reply(1, delay)
   end
-  tat = tat + interval
-  redis.call('SET', KEYS[1], int(tat), 'PX', int(math.floor((tat - now) / 1000) + 1000))
 end
-if lease ~= '' then
-  redis.call('ZADD', KEYS[2], int(now + ttl), lease)
-  redis.call('PEXPIRE', KEYS[2], int(math.floor(ttl / 1000) + 1000))
-  chans = chans + 1
+if granted > 0 then
+  if interval > 0 then
+    redis.call('SET', KEYS[1], int(tat), 'PX', int(math.floor((tat - now) / 1000) + 1000))
+  end
+  if slots > 0 then
+    redis.call('PEXPIRE', KEYS[2], int(math.floor(ttl / 1000) + 1000))
+  end
+  local s = redis.call('HMGET', KEYS[3], 'sec', 'n')
+  if s[1] == t[1] then
+    redis.call('HINCRBY', KEYS[3], 'n', granted)
+  else
+    local prev = 0
+    if tonumber(s[1]) == tonumber(t[1]) - 1 then prev = tonumber(s[2]) or 0 end
+    redis.call('HSET', KEYS[3], 'sec', t[1], 'n', granted, 'prev', prev)
+  end
+  redis.call('HINCRBY', KEYS[3], 'granted', granted)
 end
-local s = redis.call('HMGET', KEYS[3], 'sec', 'n')
-if s[1] == t[1] then
-  redis.call('HINCRBY', KEYS[3], 'n', 1)
-else
-  local prev = 0
-  if tonumber(s[1]) == tonumber(t[1]) - 1 then prev = tonumber(s[2]) or 0 end
-  redis.call('HSET', KEYS[3], 'sec', t[1], 'n', 1, 'prev', prev)
-end
-redis.call('HINCRBY', KEYS[3], 'granted', 1)
-return {1, delay, t[1], t[2], chans}
+return out
 `)
 
 // trunkRenewScript extends the leases of calls still in progress.
