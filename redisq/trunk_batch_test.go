@@ -335,8 +335,10 @@ func TestTrunkGateServesTheQueueInBatches(t *testing.T) {
 			t.Fatalf("turns %v apart at cps 1000", gap)
 		}
 	}
-	// The queue was served several calls to a script.
-	if scripts, most := hook.get(); most < 2 {
+	// One script per call would be at least 96 more; batches grant up to
+	// half a reserve-ahead window's worth (11 tokens at cps 1000) each,
+	// less where a call peeking the breaker splits the queue.
+	if scripts, most := hook.get(); scripts-direct > want/2 || most < 2 {
 		t.Errorf("%d scripts for %d grants, the biggest with %d leases", scripts-direct, want, most)
 	} else {
 		t.Logf("%d scripts for %d grants, the biggest with %d leases", scripts-direct, want, most)

@@ -299,6 +299,16 @@ func (g *TrunkGate) Run(ctx context.Context) error {
 // script short on Redis's single thread.
 const gateBatch = 64
 
+// gateCoalesce is how much later than the refusal's wait the waiter asks
+// again for want of a token. Back exactly when one token fits in the
+// reserve-ahead window, a saturated trunk would grant one token (and
+// refuse the next) per script, one round trip per Originate again; half a
+// window later, the script grants half a window's worth (50 at cps 5,000).
+// No token's turn is later for it: each is still granted reserveAhead −
+// gateCoalesce before its turn, more than a round trip, and the caller
+// waits for the turn on its own.
+const gateCoalesce = reserveAhead / 2
+
 // serve takes r, and the requests that queue behind it while it is
 // served, each to a grant, an error, or its caller's departure. The
 // requests waiting at a moment go through the limiter together, in order,
@@ -385,8 +395,11 @@ func (g *TrunkGate) serve(ctx context.Context, r *gateReq) {
 		}
 		var wake <-chan struct{}
 		wait := refusal.Wait
-		if refusal.Refused == TrunkNoChannel {
+		switch refusal.Refused {
+		case TrunkNoChannel:
 			wake, wait = g.freed, min(wait, time.Duration(g.poll.Load()))
+		case TrunkNoToken:
+			wait += gateCoalesce
 		}
 		t := time.NewTimer(max(wait, 0))
 		select {
