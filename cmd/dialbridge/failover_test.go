@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,18 +93,66 @@ func (m *durableMultcall) push(ctx context.Context, t *testing.T, cmds [][]byte)
 	}
 }
 
-// confirmer answers every ACK with the id's call code, on a dedicated
-// connection followed by WAIT 1; a confirmation not acknowledged is pushed
-// again (the daemon ignores a confirmation nobody waits for).
+// confirmer answers every ACK with the id's call code, as a Multcall that
+// loses nothing in a failover must: it moves each ACK to its own
+// processing list (BLMOVE) and drops it from there only once its
+// confirmation is held by every replica the master has, so neither a pop
+// whose reply died with the master nor a confirmation only the replica
+// that was not promoted held is lost (with WAIT 1 and two replicas, one
+// was: an ack_timeout on a CI run). What the processing list still holds is
+// confirmed again; the daemon ignores a confirmation nobody waits for and
+// confirms a second ACK with the same code.
 func (m *durableMultcall) confirmer(ctx context.Context) {
-	var conn *redis.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close()
+	proc := m.keys.Ack() + ":multcall"
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]bool{} // raw ACKs a goroutine is confirming
+		wg       sync.WaitGroup
+	)
+	defer wg.Wait()
+	// One goroutine per ACK: a confirmation waiting for the replicas of a
+	// new master does not hold the others back.
+	confirm := func(raw string) {
+		mu.Lock()
+		if inFlight[raw] {
+			mu.Unlock()
+			return
 		}
-	}()
+		inFlight[raw] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ack bridge.Ack
+			if json.Unmarshal([]byte(raw), &ack) == nil {
+				m.mu.Lock()
+				m.acks[ack.ID]++
+				m.mu.Unlock()
+				msg, _ := json.Marshal(map[string]string{"id": ack.ID, "call_code": "cc-" + ack.ID})
+				for ctx.Err() == nil && !m.confirmDurably(ctx, msg) {
+					sleepCtx(ctx, 50*time.Millisecond)
+				}
+			}
+			// Lost in a failover, the entry is simply confirmed again.
+			if ctx.Err() == nil {
+				m.rdb.LRem(ctx, proc, -1, raw)
+			}
+			mu.Lock()
+			delete(inFlight, raw)
+			mu.Unlock()
+		}()
+	}
+	lastSweep := time.Now()
 	for ctx.Err() == nil {
-		res, err := m.rdb.BRPop(ctx, time.Second, m.keys.Ack()).Result()
+		if time.Since(lastSweep) > time.Second {
+			// What a move whose reply was lost left in the processing list.
+			lastSweep = time.Now()
+			left, _ := m.rdb.LRange(ctx, proc, 0, -1).Result()
+			for _, raw := range left {
+				confirm(raw)
+			}
+		}
+		raw, err := m.rdb.BLMove(ctx, m.keys.Ack(), proc, "RIGHT", "LEFT", time.Second).Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
@@ -110,30 +160,30 @@ func (m *durableMultcall) confirmer(ctx context.Context) {
 			sleepCtx(ctx, 50*time.Millisecond)
 			continue
 		}
-		var ack bridge.Ack
-		if json.Unmarshal([]byte(res[1]), &ack) != nil {
-			continue
-		}
-		m.mu.Lock()
-		m.acks[ack.ID]++
-		m.mu.Unlock()
-		msg, _ := json.Marshal(map[string]string{"id": ack.ID, "call_code": "cc-" + ack.ID})
-		for ctx.Err() == nil {
-			if conn == nil {
-				conn = m.rdb.Conn()
-			}
-			pipe := conn.Pipeline()
-			pipe.LPush(ctx, m.keys.Confirm(), msg)
-			wait := pipe.Do(ctx, "WAIT", 1, 200)
-			_, err := pipe.Exec(ctx)
-			if got, _ := wait.Int(); err == nil && got >= 1 {
-				break
-			}
-			conn.Close()
-			conn = nil
-			sleepCtx(ctx, 50*time.Millisecond)
+		confirm(raw)
+	}
+}
+
+// confirmDurably pushes one confirmation and reports whether every replica
+// the master has (at least one) acknowledged it.
+func (m *durableMultcall) confirmDurably(ctx context.Context, msg []byte) bool {
+	conn := m.rdb.Conn()
+	defer conn.Close()
+	pipe := conn.Pipeline()
+	pipe.LPush(ctx, m.keys.Confirm(), msg)
+	wait := pipe.Do(ctx, "WAIT", 2, 200)
+	info := pipe.Info(ctx, "replication")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false
+	}
+	got, _ := wait.Int()
+	replicas := 0
+	for _, line := range strings.Split(info.Val(), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			replicas, _ = strconv.Atoi(v)
 		}
 	}
+	return got >= 1 && got >= replicas
 }
 
 // collect reads results until ctx ends.
