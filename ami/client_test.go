@@ -14,6 +14,7 @@ import (
 
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/testport"
 )
 
 func TestStartReady(t *testing.T) {
@@ -71,7 +72,7 @@ func TestStartLoginRefused(t *testing.T) {
 }
 
 func TestStartUnreachableThenUp(t *testing.T) {
-	port := reservePort(t)
+	port := testport.Reserve(t)
 	opts := testOptions("127.0.0.1", port)
 	c, buf := newClient(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

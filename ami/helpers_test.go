@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -217,31 +216,4 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// reservePort returns a loopback port nothing listens on yet, kept for the
-// test: a socket with SO_REUSEADDR stays bound to it but never listens, so
-// connections are refused, the kernel gives the port to no other socket
-// asking for port 0 (a parallel test's listener, an outgoing connection),
-// and the test's own server can still listen on it later (Go's listeners
-// set SO_REUSEADDR too). A port merely closed again could be taken
-// meanwhile.
-func reservePort(t testing.TB) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
 }

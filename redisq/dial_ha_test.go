@@ -9,6 +9,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/multcall/dialbridge/internal/testport"
 )
 
 // Each mode builds its go-redis client, and a failed dial names the
@@ -18,7 +20,7 @@ func TestDialModes(t *testing.T) {
 	const password, sentinelPW = "s3cr3t-pa55", "s3ntinel-pa55"
 	m := miniredis.RunT(t) // answers CLUSTER SLOTS as one node owning every slot
 	m.RequireAuth(password)
-	dead := "127.0.0.1:" + strconv.Itoa(refusingPort(t))
+	dead := "127.0.0.1:" + strconv.Itoa(testport.Refusing(t))
 
 	tests := []struct {
 		name    string

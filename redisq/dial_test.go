@@ -5,12 +5,13 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/multcall/dialbridge/internal/testport"
 )
 
 func TestPoolSize(t *testing.T) {
@@ -33,7 +34,7 @@ func TestDial(t *testing.T) {
 	host, portStr, _ := net.SplitHostPort(m.Addr())
 	port, _ := strconv.Atoi(portStr)
 
-	deadPort := refusingPort(t)
+	deadPort := testport.Refusing(t)
 
 	tests := []struct {
 		name    string
@@ -77,25 +78,4 @@ func TestDial(t *testing.T) {
 			t.Log(msg)
 		})
 	}
-}
-
-// refusingPort is a loopback port that refuses connections for the whole
-// test: a socket is bound to it but never listens, so the kernel answers
-// RST and no parallel test (a miniredis on port 0) can be given it. A port
-// merely closed again could be.
-func refusingPort(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
 }

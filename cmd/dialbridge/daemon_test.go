@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/internal/testport"
 	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
@@ -89,7 +89,7 @@ func newHarness(t *testing.T, hc harnessConfig) *harness {
 	}
 	// On a reserved port: tests close the simulator (AMI down) and some
 	// start it again there.
-	h.sim, err = amisim.New(amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(reservePort(t)), Rules: rules, AuthDelay: 50 * time.Millisecond})
+	h.sim, err = amisim.New(amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(testport.Reserve(t)), Rules: rules, AuthDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,34 +700,6 @@ func TestStartErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-// reservePort is a loopback port nothing listens on yet, kept for the
-// test: a socket with SO_REUSEADDR stays bound to it but never listens, so
-// connections to it are refused, the kernel gives it to no other socket
-// asking for port 0 (a parallel test's miniredis or simulator, an outgoing
-// connection), and the test's own server can listen on it, stop and
-// listen again (Go's listeners and redis-server set SO_REUSEADDR too). A
-// port merely closed again could be taken by another test meanwhile, and
-// the daemon would then talk to that test's server.
-func reservePort(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // TestBinaryStartFailureIsOneLine runs the built binary: a bad setting gives

@@ -21,6 +21,7 @@ import (
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/internal/testport"
 	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
@@ -309,7 +310,7 @@ func TestRedisRestartMidLoad(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	dir := t.TempDir()
-	port := reservePort(t) // kept while Redis is down: restarted on it
+	port := testport.Reserve(t) // kept while Redis is down: restarted on it
 	srv := startRedis(t, port, dir)
 	h := newHarness(t, harnessConfig{threads: 200, rules: faultRules, redisAddr: srv.addr(),
 		tweak: func(s *config.Settings) { s.Originate.Timeout = config.Duration(time.Second) }})

@@ -28,6 +28,7 @@ import (
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
 	"github.com/multcall/dialbridge/config"
+	"github.com/multcall/dialbridge/internal/testport"
 	"github.com/multcall/dialbridge/redisq"
 	"github.com/multcall/dialbridge/redisq/multcallsim"
 )
@@ -63,7 +64,7 @@ func newOpsHarness(t *testing.T, rules string) *opsHarness {
 	}
 	// On a reserved port: tests close the simulator and start it again
 	// there (restartSim).
-	h.simCfg = amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(reservePort(t)), Rules: r, AuthDelay: 50 * time.Millisecond}
+	h.simCfg = amisim.Config{Addr: "127.0.0.1:" + strconv.Itoa(testport.Reserve(t)), Rules: r, AuthDelay: 50 * time.Millisecond}
 	if h.sim, err = amisim.New(h.simCfg); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/multcall/dialbridge/ami/amisim"
 	"github.com/multcall/dialbridge/bridge"
+	"github.com/multcall/dialbridge/internal/testport"
 )
 
 // authRedis is a miniredis that requires the password "right-password".
@@ -27,7 +28,7 @@ func authRedis(t *testing.T) (string, int) {
 }
 
 // restartSim starts the AMI simulator again on the address it had. The
-// harnesses start it on a port reserved for the test (reservePort), so no
+// harnesses start it on a port reserved for the test (testport.Reserve), so no
 // other socket took the port while the simulator was down.
 func restartSim(t *testing.T, cfg amisim.Config) (*amisim.Server, error) {
 	t.Helper()
@@ -67,7 +68,7 @@ func TestStartWaitsForRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	port := reservePort(t)
+	port := testport.Reserve(t)
 	s := testSettings(t, "127.0.0.1:"+strconv.Itoa(port), sim.Port(), 5)
 	var n notes
 	type started struct {

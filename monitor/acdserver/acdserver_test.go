@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/multcall/dialbridge/internal/testport"
 	"github.com/multcall/dialbridge/monitor/acd"
 )
 
@@ -179,7 +180,7 @@ func TestTCPTranscript(t *testing.T) {
 }
 
 func TestClientNoServer(t *testing.T) {
-	addr := refusingAddr(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testport.Refusing(t)))
 	err := RunClient(context.Background(), addr, ClientOptions{}, strings.NewReader("call 1\n"), new(bytes.Buffer), new(bytes.Buffer))
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the queue manager") {
 		t.Fatalf("%v", err)
@@ -656,27 +657,6 @@ func TestInbox(t *testing.T) {
 }
 
 // --- helpers -------------------------------------------------------------
-
-// refusingAddr is a loopback address that refuses connections for the whole
-// test: a socket is bound to it but never listens, so the kernel answers
-// RST and no parallel test's server on port 0 can be given it. A port
-// merely closed again could be.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
-}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
