@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/multcall/dialbridge/monitor/acd"
 )
 
 // PacingMode is queues[].pacing.mode (contract section 6). Its values are
@@ -187,7 +189,10 @@ func validateOperators(field string, ops []Operator) error {
 	seen := map[string]bool{}
 	for i, op := range ops {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if !validOperatorID(op.ID) {
+		// The queue manager's own rule, checked here so that a bad id is
+		// named by its field when the settings load, not refused later by
+		// a queue manager with no field to name.
+		if !acd.ValidID(op.ID) {
 			return fieldErr(f+".id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -, got %q", op.ID)
 		}
 		if seen[op.ID] {
@@ -207,23 +212,6 @@ func validateOperators(field string, ops []Operator) error {
 		}
 	}
 	return nil
-}
-
-// validOperatorID is the queue manager's id rule (monitor/acd.ValidID; the
-// settings do not depend on the monitor): every message stays one line of
-// words. Checked here, a bad id is named by its field when the settings load,
-// not refused later by a queue manager with no field to name.
-func validOperatorID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if !((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '.' || b == '_' || b == ':' || b == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // oneLine keeps an error from another package on the one line the daemon
