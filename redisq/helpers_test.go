@@ -147,3 +147,25 @@ func rqRestart(t testing.TB, m *miniredis.Miniredis) {
 		t.Fatal(err)
 	}
 }
+
+// eachCommand is a go-redis hook that shows f every command the client
+// sends, alone or in a pipeline, before it goes.
+type eachCommand func(redis.Cmder)
+
+func (f eachCommand) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f eachCommand) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		f(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (f eachCommand) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			f(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}

@@ -392,29 +392,11 @@ func (h *scriptSlotHook) check(cmd redis.Cmder) {
 	}
 }
 
-func (h *scriptSlotHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *scriptSlotHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.check(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *scriptSlotHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			h.check(c)
-		}
-		return next(ctx, cmds)
-	}
-}
-
 // watchScriptSlots installs the hook on rdb and fails t at its end when a
 // script's keys spanned hash tags.
 func watchScriptSlots(t testing.TB, rdb redis.UniversalClient) {
 	h := &scriptSlotHook{}
-	rdb.AddHook(h)
+	rdb.AddHook(eachCommand(h.check))
 	t.Cleanup(func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -434,7 +416,7 @@ func TestScriptSlotHookCatches(t *testing.T) {
 	h.check(redis.NewCmd(ctx, "eval", "return 1", 2, "p:{trunk:a}:tat", "p:{trunk:a}:leases"))
 	h.check(redis.NewCmd(ctx, "eval", "return 1", 1, "p:{101}:a", "ARGV-not-a-key"))
 	h.check(redis.NewCmd(ctx, "mset", "a", 1, "b", 2))
-	_ = h.ProcessPipelineHook(func(context.Context, []redis.Cmder) error { return nil })(ctx,
+	_ = eachCommand(h.check).ProcessPipelineHook(func(context.Context, []redis.Cmder) error { return nil })(ctx,
 		[]redis.Cmder{redis.NewCmd(ctx, "eval", "return 1", 2, "{a}x", "{b}y")})
 	if len(h.bad) != 2 {
 		t.Fatalf("recorded %v, want the two cross-tag scripts", h.bad)

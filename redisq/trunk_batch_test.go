@@ -219,22 +219,6 @@ type trScripts struct {
 	most    int // leases in the biggest
 }
 
-func (h *trScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *trScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.count(cmd)
-		return next(ctx, cmd)
-	}
-}
-func (h *trScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			h.count(cmd)
-		}
-		return next(ctx, cmds)
-	}
-}
-
 func (h *trScripts) count(cmd redis.Cmder) {
 	a := cmd.Args()
 	if len(a) < 3 || (cmd.Name() != "evalsha" && cmd.Name() != "eval") {
@@ -265,7 +249,7 @@ func (h *trScripts) get() (scripts, most int) {
 func TestTrunkGateServesTheQueueInBatches(t *testing.T) {
 	_, rdb := rqRedis(t)
 	hook := &trScripts{}
-	rdb.AddHook(hook)
+	rdb.AddHook(eachCommand(hook.count))
 	const calls = 120
 	g, _ := trGate(t, rdb, TrunkLimits{CPS: 1000, Burst: 1, MaxChannels: calls})
 	ctx := rqCtx(t)
