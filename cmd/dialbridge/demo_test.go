@@ -20,7 +20,6 @@ import (
 func TestDemoPlain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	daemons := make(chan *daemon, 1)
 	var log []string
 	var stats map[string]string
 	readLog := func(rdb redis.UniversalClient) []string {
@@ -35,23 +34,14 @@ func TestDemoPlain(t *testing.T) {
 	wantLog := []string{" received", " answered by operator ", " finished and operator "}
 	o := demoOptions{
 		cell: "101", threads: 50, rate: 25, operators: "3", ringTimeout: time.Second,
-		rules:    demoMix(400 * time.Millisecond),
-		ops:      opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Reject: 0.2, Ignore: 0.1, Seed: 7},
-		onDaemon: func(d *daemon) { daemons <- d },
+		rules: demoMix(400 * time.Millisecond),
+		ops:   opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Reject: 0.2, Ignore: 0.1, Seed: 7},
 		inspect: func(rdb redis.UniversalClient) {
 			log = readLog(rdb)
 			stats, _ = rdb.HGetAll(context.Background(), redisq.NewKeys("dialbridge", "101").Stats()).Result()
 		},
 	}
-	out := &queueBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- demo(ctx, out, o) }()
-	var d *daemon
-	select {
-	case d = <-daemons:
-	case err := <-done:
-		t.Fatalf("demo: %v\n%s", err, out.String())
-	}
+	d, out, done := startDemo(ctx, t, o)
 	rdb := redis.NewClient(&redis.Options{Addr: d.settings.Redis.Addr()})
 	defer rdb.Close()
 	waitFor(t, 60*time.Second, "answered calls finished by the operators", func() bool {
@@ -100,4 +90,23 @@ func TestDemoOperators(t *testing.T) {
 			t.Errorf("demoOperators(%q) accepted", bad)
 		}
 	}
+}
+
+// startDemo runs the demo with o in the background and returns its daemon
+// once it runs, the demo's output, and where the demo's error arrives when
+// it returns.
+func startDemo(ctx context.Context, t *testing.T, o demoOptions) (*daemon, *queueBuffer, <-chan error) {
+	t.Helper()
+	daemons := make(chan *daemon, 1)
+	o.onDaemon = func(d *daemon) { daemons <- d }
+	out := &queueBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- demo(ctx, out, o) }()
+	select {
+	case d := <-daemons:
+		return d, out, done
+	case err := <-done:
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	return nil, out, done
 }

@@ -65,27 +65,17 @@ func amiCommand(t *testing.T, addr, command string) string {
 func TestDemoTrunkKillAndRevive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	daemons := make(chan *daemon, 1)
 	var stats map[string]string
 	o := demoOptions{
 		cell: "101", threads: 50, rate: 30, operators: "3", ringTimeout: time.Second,
-		rules:    demoMix(200 * time.Millisecond),
-		ops:      opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Seed: 7},
-		trunk:    demoTrunk{cps: 20, burst: 2, channels: 20, cooldown: 2 * time.Second},
-		onDaemon: func(d *daemon) { daemons <- d },
+		rules: demoMix(200 * time.Millisecond),
+		ops:   opsim.Options{AnswerMin: 20 * time.Millisecond, AnswerMax: 80 * time.Millisecond, Seed: 7},
+		trunk: demoTrunk{cps: 20, burst: 2, channels: 20, cooldown: 2 * time.Second},
 		inspect: func(rdb redis.UniversalClient) {
 			stats, _ = rdb.HGetAll(context.Background(), redisq.NewTrunkKeys("dialbridge", demoTrunkName).Stats()).Result()
 		},
 	}
-	out := &queueBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- demo(ctx, out, o) }()
-	var d *daemon
-	select {
-	case d = <-daemons:
-	case err := <-done:
-		t.Fatalf("demo: %v\n%s", err, out.String())
-	}
+	d, out, done := startDemo(ctx, t, o)
 	ami := fmt.Sprintf("127.0.0.1:%d", d.settings.AMI.Port)
 	mode := func() bridge.BreakerMode { return d.trunk.BreakerState().Mode }
 
